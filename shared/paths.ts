@@ -1,6 +1,7 @@
 // Where things live on disk. Only these functions decide paths; nothing builds one from user input.
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
+import { DEFAULT_MODEL } from "./pins.ts";
 
 /** The checkout this code runs from. */
 export const repoRoot = resolve(import.meta.dir, "..");
@@ -23,4 +24,9 @@ export function cacheDir(env = process.env): string {
 /** The data folder (KV caches, config): SEMANTIC_HOME, else ~/.semantic. */
 export function dataDir(env = process.env): string {
   return env.SEMANTIC_HOME ? resolve(env.SEMANTIC_HOME) : join(homedir(), ".semantic");
+}
+
+/** The embedded default model, as scripts/setup.ts leaves it. */
+export function defaultModelPath(env = process.env): string {
+  return join(cacheDir(env), "models", DEFAULT_MODEL.file);
 }

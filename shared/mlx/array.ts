@@ -92,6 +92,28 @@ export class MxArray {
     return viewOf(this.dtype, buffer, 0, n);
   }
 
+  /** A float32 copy of the values, whatever the dtype or memory layout. */
+  toFloat32(): Float32Array {
+    const l = lib();
+    check(l.sm_astype(out, this.handle, Dtype.float32));
+    const cast = readPtr();
+    try {
+      check(l.sm_contiguous(out, cast));
+      const dense = readPtr();
+      try {
+        check(l.sm_array_size(out, dense));
+        const n = readU64();
+        if (n === 0) return new Float32Array(0);
+        check(l.sm_array_data(out, dense));
+        return new Float32Array(toArrayBuffer(readPtr(), 0, n * 4).slice(0));
+      } finally {
+        l.sm_array_free(dense);
+      }
+    } finally {
+      l.sm_array_free(cast);
+    }
+  }
+
   /** Drops this handle. Safe to call twice; any later use throws. */
   free(): void {
     if (!this.#handle) return;
@@ -128,6 +150,9 @@ export function tidy<T>(fn: () => T): T {
   let result: T;
   try {
     result = fn();
+  } catch (e) {
+    for (const a of scope) a.free();
+    throw e;
   } finally {
     scopes.pop();
   }
