@@ -1,0 +1,159 @@
+// Llama (SmolLM2, Llama 3.x, Mistral-style): pre-norm blocks, grouped-query attention with
+// rotary embeddings, SwiGLU MLP. Weights use Hugging Face names and rotate-half RoPE.
+import { add, type Dtype, type MxArray, multiply, reshape, rmsNorm, scaledDotProductAttention, sigmoid, transpose } from "../mlx/index.ts";
+import { KVCache, type LayerCache } from "./cache.ts";
+import { type Config, type LanguageModel, type ModelCacheSpec, type Weights } from "./model.ts";
+import { embed, linear, type Weight } from "./nn.ts";
+import { parseRopeScaling, Rope } from "./rope.ts";
+
+export type ModelArgs = {
+  hiddenSize: number;
+  numHiddenLayers: number;
+  intermediateSize: number;
+  numAttentionHeads: number;
+  numKeyValueHeads: number;
+  headDim: number;
+  rmsNormEps: number;
+  vocabSize: number;
+  ropeTheta: number;
+  ropeTraditional: boolean;
+  ropeScaling: ReturnType<typeof parseRopeScaling>;
+  maxPositionEmbeddings: number;
+  tieWordEmbeddings: boolean;
+};
+
+export function parseArgs(c: Config): ModelArgs {
+  const hiddenSize = c.int("hidden_size");
+  const numAttentionHeads = c.int("num_attention_heads");
+  return {
+    hiddenSize,
+    numHiddenLayers: c.int("num_hidden_layers"),
+    intermediateSize: c.int("intermediate_size"),
+    numAttentionHeads,
+    numKeyValueHeads: c.int("num_key_value_heads", numAttentionHeads),
+    headDim: c.int("head_dim", hiddenSize / numAttentionHeads),
+    rmsNormEps: c.num("rms_norm_eps", 1e-6),
+    vocabSize: c.int("vocab_size"),
+    ropeTheta: c.num("rope_theta", 10000),
+    ropeTraditional: c.bool("rope_traditional", false),
+    ropeScaling: parseRopeScaling(c.raw.rope_scaling),
+    maxPositionEmbeddings: c.int("max_position_embeddings", 4096),
+    tieWordEmbeddings: c.bool("tie_word_embeddings", true),
+  };
+}
+
+class Attention {
+  readonly #q: Weight; readonly #k: Weight; readonly #v: Weight; readonly #o: Weight;
+  readonly #qb: MxArray | null; readonly #kb: MxArray | null; readonly #vb: MxArray | null; readonly #ob: MxArray | null;
+  readonly #scale: number;
+
+  constructor(readonly args: ModelArgs, w: Weights, p: string, readonly rope: Rope) {
+    this.#q = w.weight(`${p}.q_proj`);
+    this.#k = w.weight(`${p}.k_proj`);
+    this.#v = w.weight(`${p}.v_proj`);
+    this.#o = w.weight(`${p}.o_proj`);
+    this.#qb = w.optional(`${p}.q_proj.bias`);
+    this.#kb = w.optional(`${p}.k_proj.bias`);
+    this.#vb = w.optional(`${p}.v_proj.bias`);
+    this.#ob = w.optional(`${p}.o_proj.bias`);
+    this.#scale = args.headDim ** -0.5;
+  }
+
+  forward(x: MxArray, mask: "causal" | MxArray | null, cache: LayerCache): MxArray {
+    const [B, L] = x.shape; // (B, L, D)
+    const { numAttentionHeads: H, numKeyValueHeads: Hkv, headDim: hd } = this.args;
+    const heads = (t: MxArray, n: number) => transpose(reshape(t, [B, L, n, hd]), [0, 2, 1, 3]); // (B, n, L, hd)
+    let q = heads(linear(x, this.#q, this.#qb), H);
+    let k = heads(linear(x, this.#k, this.#kb), Hkv);
+    let v = heads(linear(x, this.#v, this.#vb), Hkv);
+    q = this.rope.apply(q, cache.ropeOffset, L);
+    k = this.rope.apply(k, cache.ropeOffset, L);
+    [k, v] = cache.updateAndFetch(k, v);
+    const o = scaledDotProductAttention(q, k, v, this.#scale, mask); // (B, H, L, hd)
+    return linear(reshape(transpose(o, [0, 2, 1, 3]), [B, L, H * hd]), this.#o, this.#ob);
+  }
+}
+
+class MLP {
+  readonly #gate: Weight; readonly #up: Weight; readonly #down: Weight;
+
+  constructor(w: Weights, p: string) {
+    this.#gate = w.weight(`${p}.gate_proj`);
+    this.#up = w.weight(`${p}.up_proj`);
+    this.#down = w.weight(`${p}.down_proj`);
+  }
+
+  forward(x: MxArray): MxArray {
+    const g = linear(x, this.#gate);
+    return linear(multiply(multiply(g, sigmoid(g)), linear(x, this.#up)), this.#down); // SiLU(gate) * up
+  }
+}
+
+class TransformerBlock {
+  readonly attention: Attention;
+  readonly mlp: MLP;
+  readonly #inputNorm: MxArray;
+  readonly #postNorm: MxArray;
+
+  constructor(readonly args: ModelArgs, w: Weights, p: string, rope: Rope) {
+    this.attention = new Attention(args, w, `${p}.self_attn`, rope);
+    this.mlp = new MLP(w, `${p}.mlp`);
+    this.#inputNorm = w.array(`${p}.input_layernorm.weight`);
+    this.#postNorm = w.array(`${p}.post_attention_layernorm.weight`);
+  }
+
+  forward(x: MxArray, mask: "causal" | MxArray | null, cache: LayerCache): MxArray {
+    const eps = this.args.rmsNormEps;
+    const h = add(x, this.attention.forward(rmsNorm(x, this.#inputNorm, eps), mask, cache));
+    return add(h, this.mlp.forward(rmsNorm(h, this.#postNorm, eps)));
+  }
+}
+
+export class Model implements LanguageModel {
+  readonly modelType = "llama";
+  readonly layers: TransformerBlock[];
+  readonly cacheSpec: ModelCacheSpec;
+  readonly #embed: Weight;
+  readonly #norm: MxArray;
+  readonly #head: Weight;
+  readonly #rope: Rope;
+
+  constructor(readonly args: ModelArgs, readonly weights: Weights, activations: Dtype) {
+    this.#rope = new Rope({
+      dims: args.headDim, base: args.ropeTheta, traditional: args.ropeTraditional,
+      maxPositionEmbeddings: args.maxPositionEmbeddings, scaling: args.ropeScaling,
+    });
+    this.layers = Array.from({ length: args.numHiddenLayers }, (_, i) => new TransformerBlock(args, weights, `model.layers.${i}`, this.#rope));
+    this.#embed = weights.weight("model.embed_tokens");
+    this.#norm = weights.array("model.norm.weight");
+    this.#head = !args.tieWordEmbeddings && weights.has("lm_head") ? weights.weight("lm_head") : this.#embed;
+    this.cacheSpec = {
+      nLayers: args.numHiddenLayers, nKvHeads: args.numKeyValueHeads, headDim: args.headDim,
+      kvDtype: activations, layers: this.layers.map(() => ({ kind: "global" })),
+    };
+  }
+
+  get vocabSize(): number {
+    return this.args.vocabSize;
+  }
+
+  get contextLength(): number {
+    return this.args.maxPositionEmbeddings;
+  }
+
+  forward(ids: MxArray, caches: LayerCache[]): MxArray {
+    let h = embed(ids, this.#embed); // (B, L, D)
+    const mask = caches[0].makeMask(ids.shape[1], null);
+    for (let i = 0; i < this.layers.length; i++) h = this.layers[i].forward(h, mask, caches[i]);
+    return linear(rmsNorm(h, this.#norm, this.args.rmsNormEps), this.#head);
+  }
+
+  makeCache(): LayerCache[] {
+    return this.layers.map(() => new KVCache());
+  }
+
+  free(): void {
+    this.#rope.free();
+    this.weights.free();
+  }
+}
