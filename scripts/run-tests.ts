@@ -1,7 +1,8 @@
 // Runs the whole suite with bun test and ends with the plain summary line CI reads:
 // "N passed, N failed". Fails when any test fails or errors, or when none ran.
 const args = process.argv.slice(2);
-const proc = Bun.spawn([process.execPath, "test", ...args], { stdout: "inherit", stderr: "pipe", env: process.env });
+// Real-model tests load weights and run a 30-layer model on 2 CPU cores: allow minutes, not seconds.
+const proc = Bun.spawn([process.execPath, "test", "--timeout", "300000", ...args], { stdout: "inherit", stderr: "pipe", env: process.env });
 
 let tail = "";
 const decoder = new TextDecoder();

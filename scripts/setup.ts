@@ -2,10 +2,10 @@
 // the C ABI build, and the embedded default model. Every step is skipped when its stamp
 // matches, so a second run does no network I/O; downloads are kept in the user's cache.
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { cacheDir, defaultModelPath, depsDir, ffiLibraryPath, repoRoot } from "../shared/paths.ts";
-import { DEFAULT_MODEL, MLX_VERSION, MLX_WHEELS } from "../shared/pins.ts";
+import { DEFAULT_MODEL, MLX_VERSION, MLX_WHEELS, OPENBLAS_WHEELS } from "../shared/pins.ts";
 
 const log = (msg: string) => process.stderr.write(`setup: ${msg}\n`);
 
@@ -77,19 +77,40 @@ function ensureMlx(): string {
   if (!wheel) fail(`no pinned MLX wheel for ${key}; point MLX_DIR at an MLX install (include/ and lib/)`);
   const root = join(depsDir, `mlx-${MLX_VERSION}-${wheel.pkg}`);
   const mlxDir = join(root, "mlx");
-  if (readStamp(join(root, ".complete")) === wheel.sha256) return mlxDir;
-  const path = cachedWheel(`${wheel.pkg}==${MLX_VERSION}`, wheel.file, wheel.sha256, [
-    "--only-binary=:all:", "--platform", wheel.platform, "--python-version", "3.12",
-  ]);
+  const blas = process.env.SEMANTIC_BLAS === "reference" ? undefined : OPENBLAS_WHEELS[key];
+  const want = `${wheel.sha256}+${blas?.sha256 ?? "reference-blas"}`;
+  if (readStamp(join(root, ".complete")) === want) return mlxDir;
+  const binary = (platform: string) => ["--only-binary=:all:", "--platform", platform, "--python-version", "3.12"];
+  const path = cachedWheel(`${wheel.pkg}==${MLX_VERSION}`, wheel.file, wheel.sha256, binary(wheel.platform));
   log(`unpacking ${wheel.file}`);
   const tmp = `${root}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
   unzip(path, tmp);
   // libmlx's rpath points at its sibling *.libs folder (BLAS, LAPACK), so the wheel's layout is kept whole.
-  writeFileSync(join(tmp, ".complete"), wheel.sha256);
+  if (blas) {
+    const blasWheel = cachedWheel(`${blas.pkg}==${blas.version}`, blas.file, blas.sha256, binary(blas.platform));
+    const unpacked = `${tmp}.openblas`;
+    unzip(blasWheel, unpacked);
+    swapInOpenBlas(join(tmp, `${wheel.pkg.replace("-", "_")}.libs`), join(unpacked, "cmeel.prefix", "lib", "libopenblas.so.0"));
+    rmSync(unpacked, { recursive: true, force: true });
+  }
+  writeFileSync(join(tmp, ".complete"), want);
   rmSync(root, { recursive: true, force: true });
   renameSync(tmp, root);
   return mlxDir;
+}
+
+/**
+ * Puts OpenBLAS where libmlx looks for the wheel's reference BLAS and LAPACK (same file names,
+ * found through libmlx's rpath). OpenBLAS's own libgfortran.so.5 resolves through that rpath too.
+ */
+function swapInOpenBlas(libs: string, openblas: string): void {
+  const names = readdirSync(libs);
+  const targets = names.filter((n) => /^lib(blas|lapack)-[0-9a-f]+\.so/.test(n));
+  const gfortran = names.find((n) => n.startsWith("libgfortran-"));
+  if (targets.length !== 2 || !gfortran) fail(`unexpected layout of ${libs}: ${names.join(", ")}`);
+  for (const t of targets) copyFileSync(openblas, join(libs, t));
+  symlinkSync(gfortran, join(libs, "libgfortran.so.5"));
 }
 
 function ensureFfi(mlxDir: string): void {

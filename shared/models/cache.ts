@@ -10,6 +10,8 @@ export interface LayerCache {
   updateAndFetch(k: MxArray, v: MxArray): [MxArray, MxArray];
   /** The attention mask for `L` new queries, for a layer attending over `window` tokens (or all). */
   makeMask(L: number, window: number | null): "causal" | MxArray | null;
+  /** The stored arrays, to evaluate after a prefill chunk so its graph is not carried forward. */
+  arrays(): MxArray[];
   /** Releases the cached arrays. */
   free(): void;
 }
@@ -76,6 +78,10 @@ export class KVCache implements LayerCache {
     const next = keep(sliceUpdate(store, x, [0, 0, at, 0], [B, H, at + L, D]));
     store.free();
     return next;
+  }
+
+  arrays(): MxArray[] {
+    return this.#keys && this.#values ? [this.#keys, this.#values] : [];
   }
 
   /** The cached keys and values (B, Hkv, offset, D), for saving into blocks. */

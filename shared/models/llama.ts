@@ -1,8 +1,8 @@
 // Llama (SmolLM2, Llama 3.x, Mistral-style): pre-norm blocks, grouped-query attention with
 // rotary embeddings, SwiGLU MLP. Weights use Hugging Face names and rotate-half RoPE.
-import { add, type Dtype, type MxArray, multiply, reshape, rmsNorm, scaledDotProductAttention, sigmoid, transpose } from "../mlx/index.ts";
+import { add, type Dtype, type MxArray, multiply, reshape, rmsNorm, scaledDotProductAttention, sigmoid, slice, transpose } from "../mlx/index.ts";
 import { KVCache, type LayerCache } from "./cache.ts";
-import { type Config, type LanguageModel, type ModelCacheSpec, type Weights } from "./model.ts";
+import type { Config, ForwardOptions, LanguageModel, ModelCacheSpec, Weights } from "./model.ts";
 import { embed, linear, type Weight } from "./nn.ts";
 import { parseRopeScaling, Rope } from "./rope.ts";
 
@@ -141,10 +141,12 @@ export class Model implements LanguageModel {
     return this.args.maxPositionEmbeddings;
   }
 
-  forward(ids: MxArray, caches: LayerCache[]): MxArray {
+  forward(ids: MxArray, caches: LayerCache[], opts: ForwardOptions = {}): MxArray {
+    const [B, L] = ids.shape;
     let h = embed(ids, this.#embed); // (B, L, D)
-    const mask = caches[0].makeMask(ids.shape[1], null);
+    const mask = caches[0].makeMask(L, null);
     for (let i = 0; i < this.layers.length; i++) h = this.layers[i].forward(h, mask, caches[i]);
+    if (opts.lastOnly && L > 1) h = slice(h, [0, L - 1, 0], [B, L, h.shape[2]]);
     return linear(rmsNorm(h, this.#norm, this.args.rmsNormEps), this.#head);
   }
 

@@ -20,14 +20,19 @@ export type ModelCacheSpec = {
   layers: LayerKind[];
 };
 
+export type ForwardOptions = { lastOnly?: boolean };
+
 /** A decoder-only language model: token ids in, logits out, K/V through the layer caches. */
 export interface LanguageModel {
   readonly modelType: string;
   readonly vocabSize: number;
   readonly contextLength: number;
   readonly cacheSpec: ModelCacheSpec;
-  /** ids (B, L) int32 -> logits (B, L, vocab), appending L positions to every layer cache. */
-  forward(ids: MxArray, caches: LayerCache[]): MxArray;
+  /**
+   * ids (B, L) int32 -> logits (B, L, vocab), appending L positions to every layer cache.
+   * With `lastOnly`, logits only for the last position (B, 1, vocab): prefill skips the rest.
+   */
+  forward(ids: MxArray, caches: LayerCache[], opts?: ForwardOptions): MxArray;
   makeCache(): LayerCache[];
   /** Frees the weights. */
   free(): void;
@@ -136,12 +141,10 @@ export class Weights {
     this.castFloats(dtype);
   }
 
-  /** Casts every floating array that is not part of a quantized triple to `dtype`. */
+  /** Casts every floating array, quantization scales and biases included, to `dtype`. */
   castFloats(dtype: Dtype): void {
-    const quantized = new Set(this.quantized());
     for (const [k, a] of this.#arrays) {
-      const prefix = k.replace(/\.(weight|scales|biases)$/, "");
-      if (quantized.has(prefix) || !isFloating(a.dtype) || a.dtype === dtype) continue;
+      if (!isFloating(a.dtype) || a.dtype === dtype) continue;
       const cast = keep(astype(a, dtype));
       evaluate(cast);
       a.free();

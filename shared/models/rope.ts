@@ -12,6 +12,9 @@ export type RopeScaling = {
   betaSlow?: number;
   mscale?: number;
   mscaleAllDim?: number;
+  /** Yarn: an explicit attention factor, and whether the correction range is rounded outward. */
+  attentionFactor?: number;
+  truncate?: boolean;
 };
 
 export type RopeConfig = {
@@ -41,6 +44,8 @@ export function parseRopeScaling(raw: unknown): RopeScaling | null {
     betaSlow: num("beta_slow"),
     mscale: num("mscale"),
     mscaleAllDim: num("mscale_all_dim"),
+    attentionFactor: num("attention_factor"),
+    truncate: typeof r.truncate === "boolean" ? r.truncate : undefined,
   };
 }
 
@@ -107,8 +112,9 @@ function yarnPeriods(c: RopeConfig, s: RopeScaling): number[] {
   const betaFast = s.betaFast ?? 32;
   const betaSlow = s.betaSlow ?? 1;
   const correctionDim = (rot: number) => (c.dims * Math.log(old / (rot * 2 * Math.PI))) / (2 * Math.log(c.base));
-  const lowDim = Math.max(Math.floor(correctionDim(betaFast)), 0);
-  const highDim = Math.min(Math.ceil(correctionDim(betaSlow)), c.dims - 1);
+  const truncate = s.truncate ?? true;
+  const lowDim = Math.max(truncate ? Math.floor(correctionDim(betaFast)) : correctionDim(betaFast), 0);
+  const highDim = Math.min(truncate ? Math.ceil(correctionDim(betaSlow)) : correctionDim(betaSlow), c.dims - 1);
   return Array.from({ length: c.dims / 2 }, (_, i) => {
     const posFreq = c.base ** ((2 * i) / c.dims);
     const extrapolation = 1 / posFreq;
@@ -121,6 +127,7 @@ function yarnPeriods(c: RopeConfig, s: RopeScaling): number[] {
 }
 
 function yarnAttentionFactor(s: RopeScaling): number {
+  if (s.attentionFactor !== undefined) return s.attentionFactor;
   const get = (scale: number, m = 1) => (scale <= 1 ? 1 : 0.1 * m * Math.log(scale) + 1);
   if (s.mscale !== undefined && s.mscaleAllDim !== undefined) return get(s.factor, s.mscale) / get(s.factor, s.mscaleAllDim);
   return get(s.factor);
