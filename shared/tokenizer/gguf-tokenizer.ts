@@ -91,8 +91,11 @@ function sentencePieceJson(header: GgufHeader, tokens: string[], added: Tokenize
   };
 }
 
-/** Builds the model's tokenizer from GGUF metadata ("gpt2" byte-level BPE or "llama" SentencePiece BPE). */
-export function tokenizerFromGguf(header: GgufHeader): HfTokenizer {
+/**
+ * The tokenizer.json and settings equivalent to a GGUF file's tokenizer metadata
+ * ("gpt2" byte-level BPE or "llama" SentencePiece BPE).
+ */
+export function ggufTokenizerParts(header: GgufHeader): { json: TokenizerJson; settings: TokenizerSettings } {
   const model = getString(header, "tokenizer.ggml.model");
   const tokens = getArray(header, "tokenizer.ggml.tokens", "string");
   const types = header.metadata.has("tokenizer.ggml.token_type")
@@ -116,5 +119,11 @@ export function tokenizerFromGguf(header: GgufHeader): HfTokenizer {
     // llama.cpp's default: SentencePiece vocabularies add bos, BPE ones do not.
     addBos: getBoolean(header, "tokenizer.ggml.add_bos_token", model === "llama"),
   };
+  return { json, settings };
+}
+
+/** Builds the model's tokenizer from GGUF metadata. */
+export function tokenizerFromGguf(header: GgufHeader): HfTokenizer {
+  const { json, settings } = ggufTokenizerParts(header);
   return new HfTokenizer(json, settings);
 }
