@@ -5,10 +5,10 @@ import { array, asyncEvaluate, dispose, Dtype, evaluate, keep, type MxArray, res
 import type { LayerCache } from "../models/cache.ts";
 import type { LanguageModel } from "../models/model.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
+import type { FinishReason } from "./engine.ts";
 import { GREEDY, logprobOf, Sampler, type SamplingParams } from "./sampler.ts";
 import { StopMatcher } from "./stop-matcher.ts";
 
-export type FinishReason = "stop" | "length" | "eos" | "cancelled";
 
 export type GenerateRequest = {
   promptIds: readonly number[];

@@ -1,0 +1,61 @@
+// The engine's contract with the functions: typed generation requests in, events out. JSON and
+// HTTP stay in the functions; the engine sees token ids and typed parameters only.
+import type { LoadedModel } from "../models/load.ts";
+import type { SamplingParams } from "./sampler.ts";
+
+export type GenerationRequest = {
+  /** The caller's tenant (its API key's identity, "local" without keys): caches never cross it. */
+  tenant: string;
+  /** The agent whose cache this turn continues, if any. */
+  agentId?: string | null;
+  promptIds: number[];
+  maxTokens: number;
+  sampling: SamplingParams;
+  stop: string[];
+  logprobs?: boolean;
+  /** Aborting cancels the generation within one decode step. */
+  signal?: AbortSignal;
+};
+
+export type FinishReason = "stop" | "length" | "eos" | "cancelled";
+
+export type EngineEvent =
+  | { type: "started"; promptTokens: number; cachedTokens: number; queueMs: number }
+  | { type: "token"; id: number; text: string; logprob?: number }
+  | { type: "text"; text: string }
+  | {
+      type: "done";
+      reason: FinishReason;
+      /** The stop string that ended generation, when reason is "stop". */
+      stop: string | null;
+      promptTokens: number;
+      completionTokens: number;
+      /** Prompt tokens served from cache instead of prefilled. */
+      cachedTokens: number;
+      timeToFirstTokenMs: number;
+      totalMs: number;
+    };
+
+/** Too much work queued: the functions answer 429 (OpenAI) / 529 (Anthropic) with Retry-After. */
+export class QueueFullError extends Error {
+  override name = "QueueFullError";
+  constructor(message: string, readonly retryAfterSeconds: number) {
+    super(message);
+  }
+}
+
+/** A prompt longer than the model's context (both numbers in the message). */
+export class ContextLengthError extends Error {
+  override name = "ContextLengthError";
+  constructor(readonly promptTokens: number, readonly maxTokens: number) {
+    super(`prompt is too long: ${promptTokens} tokens > ${maxTokens} maximum`);
+  }
+}
+
+export interface Engine {
+  readonly loaded: LoadedModel;
+  /** Queues a request; the iterator yields "started", tokens, then "done". Throws QueueFullError or ContextLengthError. */
+  submit(req: GenerationRequest): AsyncIterable<EngineEvent>;
+  /** Requests waiting and running now. */
+  load(): { queued: number; running: number };
+}
