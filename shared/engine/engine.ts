@@ -15,6 +15,8 @@ export type GenerationRequest = {
   logprobs?: boolean;
   /** Aborting cancels the generation within one decode step. */
   signal?: AbortSignal;
+  /** Explicit caching (Anthropic cache_control, the agent API's pin): keep the first `pinTokens` cached for `ttlMs`. */
+  cacheControl?: { pinTokens: number; ttlMs: number };
 };
 
 export type FinishReason = "stop" | "length" | "eos" | "cancelled";
@@ -32,6 +34,8 @@ export type EngineEvent =
       completionTokens: number;
       /** Prompt tokens served from cache instead of prefilled. */
       cachedTokens: number;
+      /** Prompt tokens this turn newly wrote to the cache. */
+      cacheCreatedTokens: number;
       timeToFirstTokenMs: number;
       totalMs: number;
     };

@@ -37,6 +37,15 @@ export class KVCache implements LayerCache {
   #values: MxArray | null = null;
   offset = 0;
 
+  /** A cache that already holds `keys`/`values` (1, H, n, D) for the first n positions (takes ownership). */
+  static fromPrefix(keys: MxArray, values: MxArray): KVCache {
+    const c = new KVCache();
+    c.#keys = keep(keys);
+    c.#values = keep(values);
+    c.offset = keys.shape[2];
+    return c;
+  }
+
   get ropeOffset(): number {
     return this.offset;
   }

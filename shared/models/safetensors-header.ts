@@ -24,38 +24,55 @@ export type SafetensorsHeader = { tensors: TensorEntry[]; metadata: Record<strin
 /** Reads and checks the header of `path`; throws SafetensorsError naming the file and the reason. */
 export function readSafetensorsHeader(path: string, opts: { noFollow?: boolean } = {}): SafetensorsHeader {
   const file = basename(path);
-  const fail = (reason: string): never => {
-    throw new SafetensorsError(file, reason);
-  };
   let fd: number;
   try {
     // O_NOFOLLOW keeps a planted symlink in a cache folder from redirecting the read.
     fd = openSync(path, opts.noFollow ? constants.O_RDONLY | constants.O_NOFOLLOW : constants.O_RDONLY);
   } catch (e) {
-    return fail(`cannot open: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+    throw new SafetensorsError(file, `cannot open: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
   }
   try {
     const size = fstatSync(fd).size;
-    if (size < 8) fail(`truncated: ${size} bytes, shorter than the 8-byte header length`);
-    const lenBuf = Buffer.alloc(8);
-    readSync(fd, lenBuf, 0, 8, 0);
-    const len = lenBuf.readBigUInt64LE(0);
-    if (len > BigInt(MAX_HEADER_BYTES)) fail(`header length ${len} exceeds ${MAX_HEADER_BYTES}`);
-    const n = Number(len);
-    if (8 + n > size) fail(`truncated: header of ${n} bytes does not fit in ${size} bytes`);
-    const buf = Buffer.alloc(n);
-    if (readSync(fd, buf, 0, n, 8) !== n) fail("short read of the header");
-    let json: unknown;
-    try {
-      json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(buf));
-    } catch (e) {
-      return fail(`header is not UTF-8 JSON: ${(e as Error).message}`);
-    }
-    if (!json || typeof json !== "object" || Array.isArray(json)) fail("header is not a JSON object");
-    return checkEntries(json as Record<string, unknown>, 8 + n, size, fail);
+    const head = Buffer.alloc(Math.min(size, 8));
+    readSync(fd, head, 0, head.length, 0);
+    const n = headerLength(head, size, file);
+    const buf = Buffer.alloc(8 + n);
+    if (readSync(fd, buf, 0, 8 + n, 0) !== 8 + n) throw new SafetensorsError(file, "short read of the header");
+    return parseHeader(buf, size, file);
   } finally {
     closeSync(fd);
   }
+}
+
+/** Checks a whole safetensors file already in memory (`bytes`), as readSafetensorsHeader does. */
+export function parseSafetensors(bytes: Uint8Array, file: string): SafetensorsHeader {
+  headerLength(bytes, bytes.length, file);
+  return parseHeader(bytes, bytes.length, file);
+}
+
+function headerLength(head: Uint8Array, size: number, file: string): number {
+  if (size < 8 || head.length < 8) throw new SafetensorsError(file, `truncated: ${size} bytes, shorter than the 8-byte header length`);
+  const len = new DataView(head.buffer, head.byteOffset, 8).getBigUint64(0, true);
+  if (len > BigInt(MAX_HEADER_BYTES)) throw new SafetensorsError(file, `header length ${len} exceeds ${MAX_HEADER_BYTES}`);
+  const n = Number(len);
+  if (8 + n > size) throw new SafetensorsError(file, `truncated: header of ${n} bytes does not fit in ${size} bytes`);
+  return n;
+}
+
+// `bytes` holds at least the length prefix and the header; `size` is the whole file's size.
+function parseHeader(bytes: Uint8Array, size: number, file: string): SafetensorsHeader {
+  const fail = (reason: string): never => {
+    throw new SafetensorsError(file, reason);
+  };
+  const n = headerLength(bytes, size, file);
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, 8 + n)));
+  } catch (e) {
+    return fail(`header is not UTF-8 JSON: ${(e as Error).message}`);
+  }
+  if (!json || typeof json !== "object" || Array.isArray(json)) fail("header is not a JSON object");
+  return checkEntries(json as Record<string, unknown>, 8 + n, size, fail);
 }
 
 function checkEntries(json: Record<string, unknown>, dataOffset: number, fileSize: number, fail: (r: string) => never): SafetensorsHeader {

@@ -1,0 +1,174 @@
+// One KV block on disk: a safetensors file written by our own code (atomic: temp file, fsync,
+// rename, fsync of the folder), and read back only after its header, identity and checksum
+// are validated, so a truncated, corrupted or foreign file is never used.
+import { dlopen, FFIType } from "bun:ffi";
+import { constants } from "node:fs";
+import { type FileHandle, mkdir, open, rename, unlink } from "node:fs/promises";
+import { dirname } from "node:path";
+import { array, Dtype, itemSize, type MxArray } from "../mlx/index.ts";
+import { safetensorsNames } from "../mlx/dtype.ts";
+import { parseSafetensors, SafetensorsError } from "../models/safetensors-header.ts";
+
+export const BLOCK_FORMAT = "semantic-kv-block/1";
+
+/** What a block file's metadata says of itself; every field is checked on load. */
+export type BlockIdentity = {
+  tag: string;
+  key: string;
+  parent: string;
+  tokens: number[];
+};
+
+export class BlockFileError extends Error {
+  override name = "BlockFileError";
+}
+
+const dtypeName = Object.fromEntries(Object.entries(safetensorsNames).map(([name, d]) => [d, name])) as Record<Dtype, string>;
+
+// The checksum covers every data byte; xxHash64 reads ~GB/s and is in Bun.
+function checksum(parts: readonly Uint8Array[]): string {
+  let h = 0n;
+  for (const p of parts) h = Bun.hash.xxHash64(p, h);
+  return h.toString(16);
+}
+
+/** Bytes of an evaluated, contiguous array (a zero-copy view: valid while `a` lives). */
+function bytesOf(a: MxArray): Uint8Array {
+  const v = a.data();
+  return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+}
+
+let fullSync: ((fd: number) => number) | null | undefined;
+
+/** fsync, or on macOS fcntl(F_FULLFSYNC): plain fsync there does not reach the disk's platter. */
+async function durable(handle: FileHandle): Promise<void> {
+  if (process.platform === "darwin") {
+    if (fullSync === undefined) {
+      try {
+        const libc = dlopen("/usr/lib/libSystem.B.dylib", { fcntl: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 } });
+        fullSync = (fd) => libc.symbols.fcntl(fd, 51 /* F_FULLFSYNC */, 0);
+      } catch {
+        fullSync = null;
+      }
+    }
+    if (fullSync && fullSync(handle.fd) === 0) return;
+  }
+  await handle.sync();
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const h = await open(dir, constants.O_RDONLY);
+  try {
+    await durable(h);
+  } catch {
+    // Some filesystems refuse fsync on a directory; the rename itself is still atomic.
+  } finally {
+    await h.close();
+  }
+}
+
+/**
+ * Writes named arrays (evaluated, row-contiguous) as `path`, atomically. On any error the temp
+ * file is removed and the error rethrown: no partial file is ever left under `path`.
+ */
+export async function writeBlockFile(path: string, id: BlockIdentity, tensors: [string, MxArray][]): Promise<number> {
+  const datas = tensors.map(([, a]) => bytesOf(a));
+  let at = 0;
+  const header: Record<string, unknown> = {};
+  tensors.forEach(([name, a], i) => {
+    header[name] = { dtype: dtypeName[a.dtype], shape: a.shape, data_offsets: [at, at + datas[i].byteLength] };
+    at += datas[i].byteLength;
+  });
+  header.__metadata__ = {
+    format: BLOCK_FORMAT, tag: id.tag, key: id.key, parent: id.parent,
+    tokens: JSON.stringify(id.tokens), checksum: checksum(datas),
+  };
+  let json = JSON.stringify(header);
+  json += " ".repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8); // align data to 8 bytes
+  const head = Buffer.alloc(8 + Buffer.byteLength(json));
+  head.writeBigUInt64LE(BigInt(Buffer.byteLength(json)), 0);
+  head.write(json, 8, "utf8");
+
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  const tmp = `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
+  const h = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  try {
+    await h.write(head);
+    for (const d of datas) await h.write(d);
+    await durable(h);
+  } catch (e) {
+    await h.close().catch(() => {});
+    await unlink(tmp).catch(() => {});
+    throw e;
+  }
+  await h.close();
+  try {
+    await rename(tmp, path);
+  } catch (e) {
+    await unlink(tmp).catch(() => {});
+    throw e;
+  }
+  await syncDir(dirname(path));
+  return head.length + at;
+}
+
+export type LoadedBlock = { identity: BlockIdentity; tensors: Map<string, MxArray>; bytes: number };
+
+/**
+ * Reads `path` and checks: safetensors header, format version, model tag, block key, the key
+ * recomputed from (parent, tokens) by `keyOf`, and the data checksum. Throws BlockFileError
+ * on any mismatch; arrays are created only after every check passed.
+ */
+export async function readBlockFile(path: string, expect: { tag: string; key: string }, keyOf: (parent: string, tokens: number[]) => string): Promise<LoadedBlock> {
+  const name = path.split("/").pop()!;
+  let bytes: Buffer;
+  try {
+    const h = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    try {
+      bytes = await h.readFile();
+    } finally {
+      await h.close();
+    }
+  } catch (e) {
+    throw new BlockFileError(`${name}: cannot read: ${(e as NodeJS.ErrnoException).code ?? e}`);
+  }
+  let header;
+  try {
+    header = parseSafetensors(bytes, name);
+  } catch (e) {
+    if (e instanceof SafetensorsError) throw new BlockFileError(e.message);
+    throw e;
+  }
+  const m = header.metadata;
+  const fail = (why: string): never => {
+    throw new BlockFileError(`${name}: ${why}`);
+  };
+  if (m.format !== BLOCK_FORMAT) fail(`format ${JSON.stringify(m.format)} is not ${BLOCK_FORMAT}`);
+  if (m.tag !== expect.tag) fail("made under another model tag");
+  if (m.key !== expect.key) fail("key does not match its file name");
+  let tokens: number[];
+  try {
+    tokens = JSON.parse(m.tokens ?? "");
+  } catch {
+    return fail("token ids are not JSON");
+  }
+  if (!Array.isArray(tokens) || !tokens.every((t) => Number.isInteger(t) && t >= 0)) fail("token ids are malformed");
+  if (typeof m.parent !== "string" || keyOf(m.parent, tokens) !== expect.key) fail("key does not match its parent and tokens");
+  const inOrder = [...header.tensors].sort((a, b) => a.begin - b.begin);
+  const dataOf = (t: { begin: number; end: number }) => bytes.subarray(header.dataOffset + t.begin, header.dataOffset + t.end);
+  if (checksum(inOrder.map(dataOf)) !== m.checksum) fail("checksum mismatch");
+  for (const t of header.tensors) {
+    const d = safetensorsNames[t.dtype];
+    if (d !== Dtype.float32 && d !== Dtype.float16 && d !== Dtype.bfloat16) fail(`tensor ${t.name} has unsupported dtype ${t.dtype}`);
+  }
+  const tensors = new Map<string, MxArray>();
+  for (const t of header.tensors) {
+    const dtype = safetensorsNames[t.dtype];
+    // Copy into a fresh buffer: the file's data offset need not suit the element size.
+    const copy = new Uint8Array(dataOf(t));
+    const n = copy.byteLength / itemSize(dtype);
+    const host = dtype === Dtype.float32 ? new Float32Array(copy.buffer, 0, n) : new Uint16Array(copy.buffer, 0, n);
+    tensors.set(t.name, array(host, t.shape, dtype));
+  }
+  return { identity: { tag: m.tag, key: m.key, parent: m.parent, tokens }, tensors, bytes: bytes.length };
+}
