@@ -74,7 +74,9 @@ export async function loadModel(source: string, opts: LoadOptions = {}): Promise
   const mode = opts.weights ?? "auto";
   const weightMode = mode === "auto" ? (defaultDevice() === "cpu" ? "dense" : "quantized") : mode;
   // MLX's CPU kernels are fast in float32 only (float16 quantized matmul is ~50x slower there).
-  const activations = defaultDevice() === "cpu" || weightMode === "dense" ? Dtype.float32 : Dtype.float16;
+  // On the GPU, models trained in bfloat16 (Gemma 3) overflow float16 activations: keep their dtype.
+  const gpuDtype = (files.config.torch_dtype ?? (files.config.text_config as Record<string, unknown> | undefined)?.torch_dtype) === "bfloat16" ? Dtype.bfloat16 : Dtype.float16;
+  const activations = defaultDevice() === "cpu" || weightMode === "dense" ? Dtype.float32 : gpuDtype;
   if (weightMode === "dense") weights.densify(activations);
   else weights.castFloats(activations);
   let model: LanguageModel;
