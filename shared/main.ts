@@ -1,34 +1,80 @@
-// The long-lived server process: loads MLX, serves the functions, prints one line when ready.
-import { createApp } from "./server.ts";
+// The long-lived server process: reads the settings (flags > environment > config file >
+// defaults, shared/config.ts), listens, loads the model, opens the block pool, starts the engine
+// and prints one line when ready: "semantic ready on URL". /ready answers 503 until the engine is
+// set (during a hub download, which is async; a local load is one synchronous MLX call).
+import { BlockPool } from "./cache/index.ts";
+import { configOrExit, modelAliasSpec } from "./config.ts";
+import type { Engine } from "./engine/engine.ts";
+import { SerialEngine } from "./engine/serial-engine.ts";
+import { Metrics } from "./metrics.ts";
 import { defaultDevice, mlxVersion } from "./mlx/index.ts";
+import { loadModel } from "./models/load.ts";
+import { ModelResolver } from "./api/model-aliases.ts";
+import { createApp } from "./server.ts";
 
-const host = process.env.SEMANTIC_HOST ?? "127.0.0.1";
-const port = Number(process.env.SEMANTIC_PORT ?? 8080);
-const loopback = host === "127.0.0.1" || host === "::1" || host === "localhost";
+// Exits 2 with a message on a bad setting, including a non-loopback host without API keys.
+const config = configOrExit();
+const aliases = modelAliasSpec(config.modelAliases);
 
-if (!Number.isInteger(port) || port < 0 || port > 65535) {
-  console.error(`SEMANTIC_PORT must be an integer 0..65535, got ${process.env.SEMANTIC_PORT}`);
-  process.exit(2);
+const metrics = new Metrics();
+let engine: Engine | null = null;
+let pool: BlockPool | null = null;
+metrics.watch(() => engine);
+metrics.watchPool(() => pool?.stats() ?? null);
+
+const app = createApp(
+  { mlxVersion: mlxVersion(), device: defaultDevice(), startedAt: Date.now(), engine: () => engine, metrics },
+  {
+    bindHost: config.host,
+    apiKeys: config.apiKeys,
+    modelAliases: aliases,
+    allowedHosts: config.allowedHosts,
+    allowedOrigins: config.allowedOrigins,
+    bodyLimitBytes: config.bodyLimitBytes,
+  },
+).listen({
+  hostname: config.host,
+  port: config.port,
+  // Bun's own limit answers an empty 413; ours (in the body parser) answers in the API's shape,
+  // so Bun's is set far above it and never reached first.
+  maxRequestBodySize: Math.max(config.bodyLimitBytes * 16, 1 << 30),
+});
+
+try {
+  const loaded = await loadModel(config.model, { weights: config.weights });
+  new ModelResolver(loaded.id, aliases); // a target naming another model fails here, before serving
+  pool = await BlockPool.open({
+    dir: config.cacheDir,
+    tag: loaded.tag,
+    spec: loaded.model.cacheSpec,
+    blockTokens: config.blockTokens,
+    memoryBudget: config.memoryBudgetBytes,
+    diskBudget: config.diskBudgetBytes,
+  });
+  // THE engine. SerialEngine runs one request at a time, each from the longest cached prefix in
+  // the pool; the continuous-batching engine replaces it here, behind the same Engine interface.
+  engine = metrics.meter(new SerialEngine(loaded, { pool, maxQueued: config.maxQueued, agentWaitMs: config.agentWaitMs }));
+} catch (e) {
+  console.error(`cannot load model ${config.model}: ${(e as Error).message}`);
+  app.stop();
+  process.exit(1);
 }
-if (!loopback && !process.env.SEMANTIC_API_KEYS) {
-  console.error(`refusing to bind ${host} without API keys: set SEMANTIC_API_KEYS or bind 127.0.0.1`);
-  process.exit(2);
-}
 
-const startedAt = Date.now();
-const app = createApp({
-  mlxVersion: mlxVersion(),
-  device: defaultDevice(),
-  startedAt,
-  readiness: () => ({ ready: true, model: null }),
-}).listen({ hostname: host, port });
-
-const url = `http://${host.includes(":") ? `[${host}]` : host}:${app.server?.port}`;
+const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${app.server?.port}`;
 console.log(`semantic ready on ${url}`);
 
+// A safety net, not the mechanism: every request error is rendered by onError; a rejection that
+// escapes anyway is logged, and the server keeps serving.
+process.on("unhandledRejection", (e) => console.error(`unhandled rejection: ${(e as Error)?.stack ?? e}`));
+
+let stopping = false;
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.on(signal, () => {
+  process.on(signal, async () => {
+    if (stopping) return;
+    stopping = true;
     app.stop();
+    // Cache writes in flight finish (each is atomic), bounded by the grace period.
+    await Promise.race([pool?.flush(), Bun.sleep(config.shutdownGraceMs)]).catch(() => {});
     process.exit(0);
   });
 }

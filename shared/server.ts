@@ -1,13 +1,148 @@
-// Composition: every function's plugin on one Elysia app. Functions stay thin; this file
-// is the one place that knows them all.
-import { Elysia } from "elysia";
+// Composition: every function's plugin on one Elysia app, behind the Host check, auth and an
+// explicit body limit, with ONE onError that renders every failure in the caller's API shape.
+// Functions stay thin; this file is the one place that knows them all.
+import { Elysia, ValidationError } from "elysia";
+import { chatCompletions } from "../functions/chat-completions.ts";
+import { completions } from "../functions/completions.ts";
+import { countTokens } from "../functions/count-tokens.ts";
 import { health, type HealthService } from "../functions/health.ts";
-import { ready, type ReadinessService } from "../functions/ready.ts";
+import { messages } from "../functions/messages.ts";
+import { metrics } from "../functions/metrics.ts";
+import { models } from "../functions/models.ts";
+import { openapi } from "../functions/openapi.ts";
+import { ready } from "../functions/ready.ts";
+import { agentIdOf, Auth, HostGuard, type Principal } from "./api/auth.ts";
+import { DEFAULT_BODY_LIMIT, parseJsonBody, readBody } from "./api/body.ts";
+import { ApiError, errorResponse, flavorOf, toApiError } from "./api/errors.ts";
+import { DEFAULT_ALIASES, ModelResolver } from "./api/model-aliases.ts";
+import { openApiDocument, type RouteInfo } from "./api/openapi.ts";
+import { type Call, type InferenceService, newId, type Served } from "./api/service.ts";
+import { explainValidation } from "./api/validation.ts";
+import type { Engine } from "./engine/engine.ts";
+import type { Metrics } from "./metrics.ts";
 
-export type Services = HealthService & ReadinessService;
+export type ServerConfig = {
+  /** The address the server binds (decides how strict the Host check is). */
+  bindHost: string;
+  apiKeys: readonly string[];
+  /** SEMANTIC_MODEL_ALIASES. */
+  modelAliases?: string;
+  /** Extra Host names accepted (SEMANTIC_ALLOWED_HOSTS). */
+  allowedHosts?: readonly string[];
+  /** Browser origins accepted besides loopback ones (SEMANTIC_ALLOWED_ORIGINS). */
+  allowedOrigins?: readonly string[];
+  bodyLimitBytes?: number;
+  /** SSE keep-alive after this much silence (ms); default 5000, well under Claude Code's 300 s. */
+  keepAliveMs?: number;
+};
 
-export function createApp(services: Services) {
-  return new Elysia().use(health(services)).use(ready(services));
+export type Services = HealthService & {
+  /** The running engine, or null while the model loads. */
+  engine(): Engine | null;
+  metrics: Metrics;
+};
+
+// Reachable without a key: probes only.
+const PUBLIC_PATHS = new Set(["/health", "/ready"]);
+
+const version = "0.1.0";
+
+export function createApp(services: Services, config: ServerConfig) {
+  const auth = new Auth(config.apiKeys);
+  const guard = new HostGuard(config.bindHost, config.allowedHosts, config.allowedOrigins);
+  const bodyLimit = config.bodyLimitBytes ?? DEFAULT_BODY_LIMIT;
+  const keepAliveMs = config.keepAliveMs ?? 5000;
+  const principals = new WeakMap<Request, Principal>();
+  const requestIds = new WeakMap<Request, string>();
+  const startedAt = new WeakMap<Request, number>();
+  const errorStatus = new WeakMap<Request, number>();
+  const requestId = (r: Request) => {
+    let id = requestIds.get(r);
+    if (!id) requestIds.set(r, (id = newId("req_")));
+    return id;
+  };
+
+  let served: Served | null = null;
+  const inference: InferenceService = {
+    served() {
+      const engine = services.engine();
+      if (!engine) throw new ApiError("unavailable", "the model is still loading; retry shortly", { retryAfterSeconds: 2 });
+      if (served?.engine !== engine) {
+        const m = engine.loaded;
+        served = {
+          engine,
+          model: { id: m.id, tokenizer: m.tokenizer, chatTemplate: m.chatTemplate, contextLength: m.model.contextLength },
+          aliases: new ModelResolver(m.id, config.modelAliases ?? DEFAULT_ALIASES),
+        };
+      }
+      return served;
+    },
+    call(request, user, userField): Call {
+      const principal = principals.get(request) ?? auth.authenticate(request.headers);
+      return { tenant: principal.tenant, agentId: agentIdOf(request.headers, user, userField), signal: request.signal, requestId: requestId(request), keepAliveMs };
+    },
+    fingerprint() {
+      const tag = services.engine()?.loaded.tag ?? "";
+      return `fp_${new Bun.CryptoHasher("sha256").update(tag).digest("hex").slice(0, 10)}`;
+    },
+  };
+
+  let document: Record<string, unknown> | null = null;
+  let routes: () => readonly RouteInfo[] = () => [];
+  const app = new Elysia({ name: "semantic" })
+    .onRequest(({ request, server }) => {
+      startedAt.set(request, performance.now());
+      guard.check(request.headers);
+      const path = new URL(request.url).pathname;
+      if (!PUBLIC_PATHS.has(path)) principals.set(request, auth.authenticate(request.headers));
+      // Generations may wait in the queue or prefill for long: no idle timeout for them.
+      if (request.method === "POST") server?.timeout(request, 0);
+    })
+    .onParse(async ({ request }) => parseJsonBody(await readBody(request, bodyLimit)))
+    .onError(({ error, code, request }) => {
+      const path = new URL(request.url).pathname;
+      let e: ApiError;
+      if (error instanceof ValidationError) {
+        const validator = error.validator as { schema?: unknown } | undefined;
+        e = explainValidation((validator?.schema ?? validator) as never, error.value, error.type === "body" ? "body" : error.type);
+      } else if (code === "PARSE") {
+        const cause = (error as Error).cause;
+        e = cause instanceof ApiError ? cause : new ApiError("invalid_request", "body: could not be parsed as JSON", { param: "body" });
+      } else if (code === "NOT_FOUND") {
+        e = new ApiError("not_found", `no route for ${request.method} ${path}`);
+      } else {
+        e = toApiError(error);
+        if (e.kind === "internal") console.error(`${request.method} ${path} failed: ${(error as Error)?.stack ?? error}`);
+      }
+      const response = errorResponse(e, flavorOf(path, request.headers), requestId(request));
+      errorStatus.set(request, response.status);
+      return response;
+    })
+    .onAfterResponse(({ request, route, set, responseValue }) => {
+      const t0 = startedAt.get(request);
+      if (t0 === undefined) return;
+      const status = errorStatus.get(request) ?? (responseValue instanceof Response ? responseValue.status : typeof set.status === "number" ? set.status : 200);
+      services.metrics.observeRequest(route || "unmatched", request.method, status, (performance.now() - t0) / 1000);
+    })
+    .use(health(services))
+    .use(
+      ready({
+        readiness: () => {
+          const engine = services.engine();
+          return { ready: engine !== null, model: engine?.loaded.id ?? null };
+        },
+      }),
+    )
+    .use(metrics({ metricsText: () => services.metrics.text(), metricsContentType: services.metrics.contentType }))
+    .use(openapi({ openapi: () => (document ??= openApiDocument(routes(), { title: "Semantic", version })) }))
+    .use(models({ ...inference, startedAt: services.startedAt }))
+    .use(messages(inference))
+    .use(countTokens(inference))
+    .use(chatCompletions(inference))
+    .use(completions(inference));
+  routes = () => app.routes as unknown as RouteInfo[];
+  return app;
 }
 
+/** The app's type, for Eden Treaty users: `treaty<App>("http://127.0.0.1:8080")`. */
 export type App = ReturnType<typeof createApp>;

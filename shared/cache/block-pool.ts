@@ -208,9 +208,10 @@ export class BlockPool {
     const agent = agentId ? this.#agents.get(this.#agentKey(tenant, agentId)) ?? null : null;
     let tailTokens = 0;
     if (agent && agent.chain.length === blocks.length && agent.tail.tokens.length) {
+      // The tail's common prefix with the prompt: a re-rendered last turn may differ near its end.
       const at = blocks.length * T;
       const t = agent.tail.tokens;
-      if (t.every((id, i) => ids[at + i] === id)) tailTokens = t.length;
+      while (tailTokens < t.length && ids[at + tailTokens] === t[tailTokens]) tailTokens++;
     }
     let cached = blocks.length * T + tailTokens;
     // The last prompt token is always computed: its logits start generation.
