@@ -23,7 +23,7 @@ metrics.watch(() => engine);
 metrics.watchPool(() => pool?.stats() ?? null);
 
 const app = createApp(
-  { mlxVersion: mlxVersion(), device: defaultDevice(), startedAt: Date.now(), engine: () => engine, metrics },
+  { mlxVersion: mlxVersion(), device: defaultDevice(), startedAt: Date.now(), engine: () => engine, pool: () => pool, metrics },
   {
     bindHost: config.host,
     apiKeys: config.apiKeys,

@@ -2,6 +2,7 @@
 // explicit body limit, with ONE onError that renders every failure in the caller's API shape.
 // Functions stay thin; this file is the one place that knows them all.
 import { Elysia, ValidationError } from "elysia";
+import { agents } from "../functions/agents.ts";
 import { chatCompletions } from "../functions/chat-completions.ts";
 import { completions } from "../functions/completions.ts";
 import { countTokens } from "../functions/count-tokens.ts";
@@ -18,6 +19,7 @@ import { DEFAULT_ALIASES, ModelResolver } from "./api/model-aliases.ts";
 import { openApiDocument, type RouteInfo } from "./api/openapi.ts";
 import { type Call, type InferenceService, newId, type Served } from "./api/service.ts";
 import { explainValidation } from "./api/validation.ts";
+import type { BlockPool } from "./cache/index.ts";
 import type { Engine } from "./engine/engine.ts";
 import type { Metrics } from "./metrics.ts";
 
@@ -39,6 +41,8 @@ export type ServerConfig = {
 export type Services = HealthService & {
   /** The running engine, or null while the model loads. */
   engine(): Engine | null;
+  /** The block pool's agent records, or null without a pool. */
+  pool(): BlockPool | null;
   metrics: Metrics;
 };
 
@@ -98,7 +102,8 @@ export function createApp(services: Services, config: ServerConfig) {
       // Generations may wait in the queue or prefill for long: no idle timeout for them.
       if (request.method === "POST") server?.timeout(request, 0);
     })
-    .onParse(async ({ request }) => parseJsonBody(await readBody(request, bodyLimit)))
+    // Only POST routes take a body; a DELETE has none to parse.
+    .onParse(async ({ request }) => (request.method === "POST" ? parseJsonBody(await readBody(request, bodyLimit)) : {}))
     .onError(({ error, code, request }) => {
       const path = new URL(request.url).pathname;
       let e: ApiError;
@@ -139,7 +144,12 @@ export function createApp(services: Services, config: ServerConfig) {
     .use(messages(inference))
     .use(countTokens(inference))
     .use(chatCompletions(inference))
-    .use(completions(inference));
+    .use(completions(inference))
+    .use(agents({ ...inference, agents: () => {
+      const pool = services.pool();
+      if (!pool) throw new ApiError("unavailable", "the agent cache is not running (the model is still loading)", { retryAfterSeconds: 2 });
+      return { list: (t) => pool.listAgents(t), get: (t, id) => pool.getAgent(t, id), delete: (t, id) => pool.deleteAgent(t, id) };
+    } }));
   routes = () => app.routes as unknown as RouteInfo[];
   return app;
 }

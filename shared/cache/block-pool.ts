@@ -195,52 +195,51 @@ export class BlockPool {
 
   // ---- matching and gathering ----
 
-  /** The longest cached prefix of `ids` for this tenant (and agent, whose private tail counts too). */
+  /**
+   * The longest cached prefix of `ids` for this tenant: a chain of full shared blocks, or, for an
+   * agent, everything its last turn left (blocks used partially, then its private tail) that the
+   * prompt agrees with. At least the prompt's last token is always left to compute.
+   */
   match(tenant: string, ids: readonly number[], agentId: string | null = null): Match {
     const T = this.blockTokens;
-    const keys = chainKeys(this.#o.tag, tenant, ids, T);
+    const limit = ids.length - 1;
     const blocks: Block[] = [];
-    for (const k of keys) {
+    for (const k of chainKeys(this.#o.tag, tenant, ids.slice(0, limit), T)) {
       const b = this.#blocks.get(k);
       if (!b) break;
       blocks.push(b);
     }
+    let best: Match = { tenant, cachedTokens: blocks.length * T, blocks, tailTokens: 0, agent: null };
     const agent = agentId ? this.#agents.get(this.#agentKey(tenant, agentId)) ?? null : null;
-    let tailTokens = 0;
-    if (agent && agent.chain.length === blocks.length && agent.tail.tokens.length) {
-      // The tail's common prefix with the prompt: a re-rendered last turn may differ near its end.
-      const at = blocks.length * T;
-      const t = agent.tail.tokens;
-      while (tailTokens < t.length && ids[at + tailTokens] === t[tailTokens]) tailTokens++;
+    if (agent) {
+      let common = 0;
+      while (common < agent.tokens.length && common < limit && agent.tokens[common] === ids[common]) common++;
+      const wanted = agent.chain.slice(0, Math.ceil(common / T));
+      const own: Block[] = [];
+      for (const k of wanted) {
+        const b = this.#blocks.get(k);
+        if (!b) break;
+        own.push(b);
+      }
+      // A block evicted from disk cuts the reuse short; past the chain, the private tail serves.
+      const cached = own.length === wanted.length ? common : own.length * T;
+      const tailTokens = Math.max(0, cached - agent.chain.length * T);
+      if (cached >= best.cachedTokens) best = { tenant, cachedTokens: cached, blocks: own, tailTokens, agent };
     }
-    let cached = blocks.length * T + tailTokens;
-    // The last prompt token is always computed: its logits start generation.
-    if (cached >= ids.length) {
-      cached = ids.length - 1;
-      if (cached < blocks.length * T) {
-        tailTokens = 0;
-        blocks.length = Math.ceil(cached / T);
-      } else tailTokens = cached - blocks.length * T;
-    }
-    this.#trimForWindows(blocks, cached);
-    if (cached > blocks.length * T + tailTokens) cached = blocks.length * T + tailTokens;
-    return { tenant, cachedTokens: cached, blocks, tailTokens: cached > blocks.length * T ? tailTokens : 0, agent };
+    this.#trimForWindows(best);
+    return best;
   }
 
   // A block whose sliding-window layers were dropped serves only positions past its window.
-  #trimForWindows(blocks: Block[], end: number): void {
+  #trimForWindows(m: Match): void {
     const T = this.blockTokens;
-    const windows = this.#o.spec.layers.map((l) => (l.kind === "sliding" ? l.window : null));
-    const widest = Math.max(0, ...windows.map((w) => w ?? 0));
+    const widest = Math.max(0, ...this.#o.spec.layers.map((l) => (l.kind === "sliding" ? l.window : 0)));
     if (!widest) return;
-    for (let i = 0; i < blocks.length; i++) {
-      const b = blocks[i];
-      const dropped = b.layers?.some((l) => l === null) && !b.onDisk;
-      if (dropped && (i + 1) * T > end - widest) {
-        blocks.length = i;
-        return;
-      }
-    }
+    const at = m.blocks.findIndex((b, i) => b.layers?.some((l) => l === null) && !b.onDisk && (i + 1) * T > m.cachedTokens - widest);
+    if (at === -1) return;
+    m.blocks.length = at;
+    m.cachedTokens = at * T;
+    m.tailTokens = 0;
   }
 
   /**

@@ -297,7 +297,7 @@ describe("engine refusals", () => {
 test("while the model loads: /ready 503, /health 200, inference 503 with Retry-After", async () => {
   const { createApp } = await import("../../shared/server.ts");
   const { Metrics } = await import("../../shared/metrics.ts");
-  const app = createApp({ mlxVersion: "x", device: "cpu", startedAt: 0, engine: () => null, metrics: new Metrics() }, { bindHost: "127.0.0.1", apiKeys: [] });
+  const app = createApp({ mlxVersion: "x", device: "cpu", startedAt: 0, engine: () => null, pool: () => null, metrics: new Metrics() }, { bindHost: "127.0.0.1", apiKeys: [] });
   const get = (path: string, init: RequestInit = {}) => app.handle(new Request(`http://127.0.0.1${path}`, { ...init, headers: { host: "127.0.0.1", ...init.headers } }));
   expect((await get("/ready")).status).toBe(503);
   expect(await (await get("/ready")).json()).toEqual({ ready: false, model: null });

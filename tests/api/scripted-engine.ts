@@ -104,7 +104,7 @@ export function scriptedServer(config: Partial<ServerConfig> = {}, contextLength
   const metrics = new Metrics();
   metrics.watch(() => engine);
   const app = createApp(
-    { mlxVersion: "test", device: "cpu", startedAt: Date.now(), engine: () => engine, metrics },
+    { mlxVersion: "test", device: "cpu", startedAt: Date.now(), engine: () => engine, pool: () => null, metrics },
     { bindHost: "127.0.0.1", apiKeys: [], ...config },
   ).listen({ hostname: "127.0.0.1", port: 0, ...(idleTimeoutSeconds ? { idleTimeout: idleTimeoutSeconds } : {}) });
   const base = `http://127.0.0.1:${app.server!.port}`;

@@ -89,8 +89,9 @@ test("Claude Code's rotating attribution block does not defeat prefix reuse: the
   expect(total(second.usage)).toBe(total(first.usage));
   expect(first.usage.cache_read_input_tokens).toBe(0);
   expect(first.usage.cache_creation_input_tokens).toBeGreaterThanOrEqual(32);
-  // Every full block of the first turn's prompt is read back (block size 16).
-  expect(second.usage.cache_read_input_tokens).toBe(Math.floor(total(first.usage) / 16) * 16);
+  // The session's agent reuses the whole prompt but its last token (which must be recomputed for
+  // its logits): Claude Code's >= 99% prefix reuse on long prompts.
+  expect(second.usage.cache_read_input_tokens).toBe(total(first.usage) - 1);
 });
 
 test("tools with the real model: 200, and stop_reason tool_use exactly when a tool_use block came back", async () => {
