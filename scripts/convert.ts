@@ -33,7 +33,9 @@ export function convertGguf(ggufPath: string, outDir: string): void {
       ...(kinds.length ? { quantization } : {}),
     }, null, 2));
     saveSafetensors(join(outDir, "model.safetensors"), arrays, { format: "mlx" });
-    writeFileSync(join(outDir, "tokenizer.json"), JSON.stringify({ version: "1.0", truncation: null, padding: null, ...json }));
+    // Hugging Face's tokenizers library requires every added-token field to be present.
+    const addedTokens = (json.added_tokens ?? []).map((t) => ({ single_word: false, lstrip: false, rstrip: false, normalized: false, ...t }));
+    writeFileSync(join(outDir, "tokenizer.json"), JSON.stringify({ version: "1.0", truncation: null, padding: null, ...json, added_tokens: addedTokens }));
     writeFileSync(join(outDir, "tokenizer_config.json"), JSON.stringify({
       tokenizer_class: "PreTrainedTokenizerFast",
       bos_token: settings.bosToken ?? null,
