@@ -541,6 +541,191 @@ export type PostV1CompletionsHeaders = {
   "x-session-id"?: string;
 };
 
+/** 200 response of GET /v1/agents. */
+export type GetV1AgentsResponse = {
+  object: "list";
+  data: ({
+    id: string;
+    object: "agent";
+    /** Tokens of the conversation whose K/V the cache holds */
+    cached_tokens: number;
+    cached_blocks: number;
+    /** hot: in memory; warm: on disk, reloaded on use */
+    tier: "hot" | "warm";
+    /** RFC 3339 */
+    last_used_at: string;
+    /** RFC 3339 */
+    created_at: string;
+  })[];
+};
+
+/** 200 response of GET /v1/agents/{agent_id}. */
+export type GetV1AgentsAgentIdResponse = {
+  id: string;
+  object: "agent";
+  /** Tokens of the conversation whose K/V the cache holds */
+  cached_tokens: number;
+  cached_blocks: number;
+  /** hot: in memory; warm: on disk, reloaded on use */
+  tier: "hot" | "warm";
+  /** RFC 3339 */
+  last_used_at: string;
+  /** RFC 3339 */
+  created_at: string;
+};
+
+/** 200 response of DELETE /v1/agents/{agent_id}. */
+export type DeleteV1AgentsAgentIdResponse = {
+  id: string;
+  object: "agent.deleted";
+  deleted: true;
+};
+
+/** Request body of POST /v1/agents/{agent_id}/chat/completions. */
+export type PostV1AgentsAgentIdChatCompletionsBody = {
+  model: string;
+  messages: ({
+    role: "system";
+    content: string | {
+      type: "text";
+      text: string;
+    }[];
+    name?: string;
+  } | {
+    role: "developer";
+    content: string | {
+      type: "text";
+      text: string;
+    }[];
+    name?: string;
+  } | {
+    role: "user";
+    content: string | ({
+      type: "text";
+      text: string;
+    } | {
+      type: "image_url";
+      image_url: unknown;
+    } | {
+      type: "input_audio";
+      input_audio: unknown;
+    } | {
+      type: "file";
+      file: unknown;
+    })[];
+    name?: string;
+  } | {
+    role: "assistant";
+    content?: string | ({
+      type: "text";
+      text: string;
+    } | {
+      type: "refusal";
+      refusal: string;
+    })[] | null;
+    tool_calls?: {
+      id: string;
+      type: "function";
+      function: {
+        name: string;
+        arguments: string;
+      };
+    }[];
+    name?: string;
+    refusal?: string | null;
+  } | {
+    role: "tool";
+    content: string | {
+      type: "text";
+      text: string;
+    }[];
+    tool_call_id: string;
+  })[];
+  max_tokens?: number | null;
+  max_completion_tokens?: number | null;
+  temperature?: number | null;
+  top_p?: number | null;
+  top_k?: number | null;
+  n?: number | null;
+  stop?: string | string[] | null;
+  seed?: number | null;
+  stream?: boolean | null;
+  stream_options?: {
+    include_usage?: boolean;
+  } | null;
+  logprobs?: boolean | null;
+  top_logprobs?: number | null;
+  user?: string;
+  tools?: ({
+    type: "function";
+    function: {
+      name: string;
+      description?: string;
+      parameters?: Record<string, unknown>;
+      strict?: boolean | null;
+    };
+  })[];
+  tool_choice?: "none" | "auto" | "required" | {
+    type: "function";
+    function: {
+      name: string;
+    };
+  };
+  parallel_tool_calls?: boolean | null;
+  response_format?: {
+    type: string;
+  } | null;
+  frequency_penalty?: number | null;
+  presence_penalty?: number | null;
+};
+
+/** 200 response of POST /v1/agents/{agent_id}/chat/completions. */
+export type PostV1AgentsAgentIdChatCompletionsResponse = {
+  id: string;
+  object: "chat.completion";
+  created: number;
+  model: string;
+  system_fingerprint: string;
+  choices: ({
+    index: number;
+    message: {
+      role: "assistant";
+      content: string | null;
+      refusal: null;
+      tool_calls?: {
+        id: string;
+        type: "function";
+        function: {
+          name: string;
+          arguments: string;
+        };
+      }[];
+    };
+    logprobs: {
+      content: ({
+        token: string;
+        logprob: number;
+        bytes: number[] | null;
+        top_logprobs: ({
+          token: string;
+          logprob: number;
+          bytes: number[] | null;
+        })[];
+      })[];
+      refusal: null;
+    } | null;
+    finish_reason: "stop" | "length" | "tool_calls";
+  })[];
+  usage: {
+    prompt_tokens: number;
+    completion_tokens: number;
+    total_tokens: number;
+    prompt_tokens_details: {
+      cached_tokens: number;
+    };
+  };
+};
+
 /** A non-2xx answer: the status and the API's error body. */
 export class SemanticApiError extends Error {
   constructor(readonly status: number, readonly body: unknown) {
@@ -633,5 +818,25 @@ export class SemanticClient {
   /** POST /v1/completions: Create a completion of a plain prompt (OpenAI Completions API) */
   postV1Completions(body: PostV1CompletionsBody, headers?: PostV1CompletionsHeaders): Promise<PostV1CompletionsResponse> {
     return this.request("POST", "/v1/completions", body, headers as Record<string, string> | undefined, false);
+  }
+
+  /** GET /v1/agents: List the caller's agents */
+  getV1Agents(headers?: Record<string, string>): Promise<GetV1AgentsResponse> {
+    return this.request("GET", "/v1/agents", undefined, headers as Record<string, string> | undefined, false);
+  }
+
+  /** GET /v1/agents/{agent_id}: Get an agent: tokens cached, tier, last use */
+  getV1AgentsAgentId(agent_id: string, headers?: Record<string, string>): Promise<GetV1AgentsAgentIdResponse> {
+    return this.request("GET", "/v1/agents/{agent_id}".replace("{agent_id}", encodePath(agent_id)), undefined, headers as Record<string, string> | undefined, false);
+  }
+
+  /** DELETE /v1/agents/{agent_id}: Delete an agent and its private cache */
+  deleteV1AgentsAgentId(agent_id: string, headers?: Record<string, string>): Promise<DeleteV1AgentsAgentIdResponse> {
+    return this.request("DELETE", "/v1/agents/{agent_id}".replace("{agent_id}", encodePath(agent_id)), undefined, headers as Record<string, string> | undefined, false);
+  }
+
+  /** POST /v1/agents/{agent_id}/chat/completions: Continue an agent's conversation (OpenAI chat body); its cache is reused by prefix — Send the whole conversation each turn, as with /v1/chat/completions: the agent's cached prefix is matched and only new tokens are prefilled. */
+  postV1AgentsAgentIdChatCompletions(agent_id: string, body: PostV1AgentsAgentIdChatCompletionsBody, headers?: Record<string, string>): Promise<PostV1AgentsAgentIdChatCompletionsResponse> {
+    return this.request("POST", "/v1/agents/{agent_id}/chat/completions".replace("{agent_id}", encodePath(agent_id)), body, headers as Record<string, string> | undefined, false);
   }
 }

@@ -15,7 +15,7 @@ export const CLIENT_PATH = join(repoRoot, "client", "semantic-client.ts");
 /** The OpenAPI document, from an app with no model loaded (the document does not need one). */
 export async function openApiFromApp(): Promise<Schema> {
   const app = createApp(
-    { mlxVersion: "", device: "cpu", startedAt: 0, engine: () => null, metrics: new Metrics() },
+    { mlxVersion: "", device: "cpu", startedAt: 0, engine: () => null, pool: () => null, metrics: new Metrics() },
     { bindHost: "127.0.0.1", apiKeys: [] },
   );
   const r = await app.handle(new Request("http://127.0.0.1/openapi.json", { headers: { host: "127.0.0.1" } }));
