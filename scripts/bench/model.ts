@@ -33,7 +33,7 @@ const repeats = Number(process.env.BENCH_REPEATS ?? 3);
 const peerTimeoutMs = Number(process.env.BENCH_PEER_TIMEOUT ?? 300) * 1000;
 const quietWaitS = Number(process.env.BENCH_QUIET_WAIT ?? 30);
 const budgetS = Number(process.env.BENCH_BUDGET ?? 660);
-const modelPath = process.env.BENCH_MODEL ?? defaultModelPath();
+const modelPath = defaultModelPath();
 
 type Workload = { ids: number[]; decode: number; threads: number };
 
@@ -462,9 +462,7 @@ function render(cols: Column[], run: RunInfo): string {
     "",
     `Workload, the same token ids for every engine: a ${PROMPT_TOKENS}-token prompt (a fixed paragraph repeated, tokenized, its first ${PROMPT_TOKENS} ids), ` +
       `then ${DECODE_TOKENS} greedy tokens after the first (EOS is fed back, never a stop), ${threads} thread${threads === 1 ? "" : "s"} everywhere ` +
-      `${threads < cpus().length ? `(\`BENCH_THREADS=${threads}\`, set for this run; the default is the machine's ${cpus().length} cores) ` : ""}` +
-      `` +
-      `(\`OPENBLAS_NUM_THREADS\` for MLX, \`threads\` for llama.cpp). Prefill tok/s = ${PROMPT_TOKENS} / time to the first token; ` +
+      `(\`OPENBLAS_NUM_THREADS\` for MLX, \`threads\` for llama.cpp${threads < cpus().length ? `; \`BENCH_THREADS=${threads}\` for this run, the default is the machine's ${cpus().length} cores` : ""}). Prefill tok/s = ${PROMPT_TOKENS} / time to the first token; ` +
       `decode tok/s = ${DECODE_TOKENS} / time from the first token to the last. Ours and mlx-lm queue the next step's graph before reading ` +
       `the current token. Best of ${repeats} runs after a warm-up; the 4-bit MLX engines run once (MLX's CPU quantized matmul makes each run take minutes). ` +
       "Load = the loader call until the weights are resident (ours includes dequantizing for dense; llama.cpp: model + context). " +
@@ -482,10 +480,25 @@ function render(cols: Column[], run: RunInfo): string {
     "",
     ...profileText(dense, quantized),
     "",
+    ...contentionNote(cols),
     `This run took ${run.totalS.toFixed(0)} s; 1-minute load average ${run.loadBefore.toFixed(2)} at its start and ${run.loadAfter.toFixed(2)} at its end ` +
       `on ${cpus().length} cores. The bench waits (up to ${quietWaitS} s) for a quiet second before each engine and records the CPU other processes took while it ran: ` +
       "shared cores slow the engines whose threads spin-wait on each other (llama.cpp's thread pool, OpenBLAS) far more than the share suggests.",
   ].join("\n");
+}
+
+/** A warning when other processes took a real share of the CPU while engines were measured. */
+function contentionNote(cols: Column[]): string[] {
+  const shares = cols.flatMap((c) => (c.run.ok && c.run.value.othersCpu !== undefined ? [c.run.value.othersCpu] : []));
+  if (!shares.length || Math.max(...shares) < 0.25) return [];
+  const lo = Math.round(Math.min(...shares) * 100);
+  const hi = Math.round(Math.max(...shares) * 100);
+  return [
+    `**This run shared the machine:** other processes took ${lo === hi ? `${lo}%` : `${lo}–${hi}%`} of the CPU while the engines ran, so absolute ` +
+      "numbers are low and noisy (see the spread of each run) and the profile's parts, timed at different moments, need not add up. " +
+      "Every engine ran under the same conditions, so the ratios hold better than the absolute numbers. Re-run `bun run bench:model` on an idle machine.",
+    "",
+  ];
 }
 
 function weightModeText(d: OursResult | null, q: OursResult | null): string[] {
@@ -544,7 +557,7 @@ function profileText(d: OursResult | null, q: OursResult | null): string[] {
         `(the float32 49152×576 table is ${fmt((100 * p.lmHeadBytes) / p.weightBytes, 0)}% of the weight bytes). ` +
         `A token reads ${mib(p.weightBytes + p.kvBytes)} at ${fmt(bw(p), 1)} GB/s effective, against ${fmt(probe, 1)} GB/s measured: ` +
         (bound
-          ? "dense decode is bound by memory bandwidth (float32 weights are 8× the bytes of 4-bit ones); the way up is fewer bytes per token — a fast 4-bit CPU kernel — not less FFI."
+          ? `dense decode is bound by memory bandwidth (float32 weights are ${q ? fmt(p.weightBytes / q.profile.weightBytes, 1) : "~4.7"}× the bytes of the 4-bit ones); the way up is fewer bytes per token — a fast 4-bit CPU kernel — not less FFI.`
           : `dense decode runs below the bandwidth limit: the matmuls reach ${fmt((p.weightBytes - p.lmHeadBytes) / 1e9 / (p.linearsMs / 1000), 1)} GB/s and the ` +
             `${fmt(p.layersMs - p.linearsMs, 1)} ms of small ops per step (MLX's CPU dispatch, ~${fmt(p.perOpUs, 0)} µs per op) are the rest.`),
     );
