@@ -5,7 +5,7 @@
 import { BlockPool } from "./cache/index.ts";
 import { configOrExit, modelAliasSpec } from "./config.ts";
 import type { Engine } from "./engine/engine.ts";
-import { SerialEngine } from "./engine/serial-engine.ts";
+import { BatchEngine } from "./engine/batch-engine.ts";
 import { Metrics } from "./metrics.ts";
 import { defaultDevice, mlxVersion } from "./mlx/index.ts";
 import { loadModel } from "./models/load.ts";
@@ -51,9 +51,17 @@ try {
     memoryBudget: config.memoryBudgetBytes,
     diskBudget: config.diskBudgetBytes,
   });
-  // THE engine. SerialEngine runs one request at a time, each from the longest cached prefix in
-  // the pool; the continuous-batching engine replaces it here, behind the same Engine interface.
-  engine = metrics.meter(new SerialEngine(loaded, { pool, maxQueued: config.maxQueued, agentWaitMs: config.agentWaitMs }));
+  // THE engine: continuous batching over the block pool, one scheduler loop for every function.
+  engine = metrics.meter(
+    new BatchEngine(loaded, {
+      pool,
+      maxBatch: config.maxBatch,
+      maxQueued: config.maxQueued,
+      maxQueuedTokens: config.maxQueuedTokens,
+      prefillChunk: config.prefillChunk,
+      agentWaitMs: config.agentWaitMs,
+    }),
+  );
 } catch (e) {
   console.error(`cannot load model ${config.model}: ${(e as Error).message}`);
   app.stop();

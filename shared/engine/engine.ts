@@ -38,6 +38,8 @@ export type EngineEvent =
       cacheCreatedTokens: number;
       timeToFirstTokenMs: number;
       totalMs: number;
+      /** Time spent waiting for a slot before the request started (BatchEngine). */
+      queueMs?: number;
     };
 
 /** Too much work queued: the functions answer 429 (OpenAI) / 529 (Anthropic) with Retry-After. */

@@ -7,7 +7,7 @@ import type { LanguageModel } from "../models/model.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import type { FinishReason } from "./engine.ts";
 import { GREEDY, logprobOf, Sampler, type SamplingParams } from "./sampler.ts";
-import { StopMatcher } from "./stop-matcher.ts";
+import { TokenOutput } from "./token-output.ts";
 
 
 export type GenerateRequest = {
@@ -44,15 +44,23 @@ export function prefill(model: LanguageModel, ids: readonly number[], caches: La
   if (!ids.length) throw new RangeError("prefill needs at least one token");
   let at = 0;
   while (ids.length - at > chunk) {
-    tidy(() => {
-      model.forward(array(Int32Array.from(ids.slice(at, at + chunk)), [1, chunk], Dtype.int32), caches, { lastOnly: true });
-      evaluate(...caches.flatMap((c) => c.arrays()));
-    });
+    prefillStep(model, ids.slice(at, at + chunk), caches, false);
     at += chunk;
   }
-  const rest = ids.slice(at);
+  return prefillStep(model, ids.slice(at), caches, true)!;
+}
+
+/**
+ * One prefill forward of `ids` for one sequence. The last one (`final`) returns logits (1, V)
+ * at its last position; the others evaluate the caches so their graphs are not carried forward.
+ */
+export function prefillStep(model: LanguageModel, ids: readonly number[], caches: LayerCache[], final: boolean): MxArray | null {
   return tidy(() => {
-    const logits = model.forward(array(Int32Array.from(rest), [1, rest.length], Dtype.int32), caches, { lastOnly: true });
+    const logits = model.forward(array(Int32Array.from(ids), [1, ids.length], Dtype.int32), caches, { lastOnly: true });
+    if (!final) {
+      evaluate(...caches.flatMap((c) => c.arrays()));
+      return null;
+    }
     return reshape(slice(logits, [0, logits.shape[1] - 1, 0], [1, logits.shape[1], logits.shape[2]]), [1, logits.shape[2]]);
   });
 }
@@ -67,15 +75,10 @@ type Step = { id: MxArray; logprob: MxArray | null };
 export async function* generate(g: Generator, req: GenerateRequest, caches: LayerCache[], cachedTokens = 0): AsyncGenerator<GenerationEvent> {
   const { model, tokenizer } = g;
   const sampler = new Sampler(req.sampling ?? GREEDY);
-  const stops = new StopMatcher(req.stop ?? []);
-  const text = tokenizer.createStreamDecoder();
-  const eos = new Set(tokenizer.eosIds);
+  const out = new TokenOutput(tokenizer, { stop: req.stop, maxTokens: req.maxTokens });
   const t0 = performance.now();
   let pending: Step | null = null;
-  let completion = 0;
   const fed: number[] = [];
-  let reason: FinishReason = "length";
-  let stopHit: string | null = null;
   const choose = (logits: MxArray): Step =>
     tidy(() => {
       const id = keep(sampler.sample(logits));
@@ -89,15 +92,15 @@ export async function* generate(g: Generator, req: GenerateRequest, caches: Laye
     pending = choose(first);
     first.free();
     asyncEvaluate(pending.id, ...(pending.logprob ? [pending.logprob] : []));
-    while (completion < req.maxTokens) {
+    while (out.count < req.maxTokens) {
       const current: Step = pending!;
       pending = null;
       // Queue the next step before reading this token, unless this is the last one allowed.
-      const feeds = completion + 1 < req.maxTokens;
+      const feeds = out.count + 1 < req.maxTokens;
       if (feeds) {
         const logits = tidy(() => {
-          const out = model.forward(reshape(current.id, [1, 1]), caches);
-          return reshape(out, [1, out.shape[2]]);
+          const o = model.forward(reshape(current.id, [1, 1]), caches);
+          return reshape(o, [1, o.shape[2]]);
         });
         pending = choose(logits);
         logits.free();
@@ -107,36 +110,25 @@ export async function* generate(g: Generator, req: GenerateRequest, caches: Laye
       const logprob = current.logprob?.item();
       release(current);
       if (feeds) fed.push(id);
-      if (completion === 0) tPrefill = performance.now() - t0;
-      completion++;
-      if (eos.has(id)) {
-        reason = "eos";
-        break;
-      }
-      const r = stops.push(text.push(id));
-      yield { type: "token", id, text: r.emit, ...(logprob !== undefined ? { logprob } : {}) };
-      if (r.stop !== null) {
-        reason = "stop";
-        stopHit = r.stop;
-        break;
-      }
+      if (out.count === 0) tPrefill = performance.now() - t0;
+      const e = out.push(id, logprob);
+      if (e) yield e;
+      if (out.reason) break;
       if (req.signal?.aborted) {
-        reason = "cancelled";
+        out.reason = "cancelled";
         break;
       }
       // Let the event loop run (I/O, cancellation) between tokens.
       await new Promise((resolve) => setImmediate(resolve));
     }
-    if (reason !== "stop") {
-      const tail = stops.push(text.flush()).emit + stops.flush();
-      if (tail) yield { type: "text", text: tail };
-    }
+    const tail = out.end("length");
+    if (tail) yield { type: "text", text: tail };
   } finally {
     release(pending);
     sampler.free();
   }
   yield {
-    type: "done", reason, stop: stopHit, promptTokens: req.promptIds.length, completionTokens: completion,
+    type: "done", reason: out.reason!, stop: out.stop, promptTokens: req.promptIds.length, completionTokens: out.count,
     cachedIds: [...req.promptIds, ...fed], prefillMs: tPrefill, decodeMs: performance.now() - t0 - tPrefill,
   };
 }

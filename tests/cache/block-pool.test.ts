@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { BlockPool } from "../../shared/cache/index.ts";
 import type { EngineEvent, GenerationRequest } from "../../shared/engine/engine.ts";
 import { GREEDY } from "../../shared/engine/sampler.ts";
-import { SerialEngine } from "../../shared/engine/serial-engine.ts";
+import { BatchEngine } from "../../shared/engine/batch-engine.ts";
 import { handleCounts } from "../../shared/mlx/index.ts";
 import { type LoadedModel, loadModel } from "../../shared/models/load.ts";
 import { defaultModelPath } from "../../shared/paths.ts";
@@ -33,7 +33,7 @@ async function openPool(dir: string, memoryBudget = 1 << 30, diskBudget?: number
 }
 
 type Run = { ids: number[]; cached: number; created: number };
-async function run(engine: SerialEngine, req: Partial<GenerationRequest> & { promptIds: number[] }): Promise<Run> {
+async function run(engine: BatchEngine, req: Partial<GenerationRequest> & { promptIds: number[] }): Promise<Run> {
   const out: Run = { ids: [], cached: -1, created: 0 };
   for await (const e of engine.submit({ tenant: "a", maxTokens: 10, sampling: GREEDY, stop: [], ...req }) as AsyncIterable<EngineEvent>) {
     if (e.type === "started") out.cached = e.cachedTokens;
@@ -45,7 +45,7 @@ async function run(engine: SerialEngine, req: Partial<GenerationRequest> & { pro
 
 const cold = new Map<number, number[]>();
 async function coldRun(n: number): Promise<number[]> {
-  if (!cold.has(n)) cold.set(n, (await run(new SerialEngine(m), { promptIds: promptOf(n) })).ids);
+  if (!cold.has(n)) cold.set(n, (await run(new BatchEngine(m), { promptIds: promptOf(n) })).ids);
   return cold.get(n)!;
 }
 
@@ -56,7 +56,7 @@ describe("identical output after a cache hit (DESIGN invariant 1)", () => {
       const want = await coldRun(n);
       // Extend a prefix so the request matches blocks written by an earlier, shorter turn.
       const pool = await openPool(dir);
-      const engine = new SerialEngine(m, { pool });
+      const engine = new BatchEngine(m, { pool });
       await run(engine, { promptIds: promptOf(n - 5) });
       const hot = await run(engine, { promptIds: promptOf(n) });
       // The first turn also cached the tokens it generated; on this repetitive text they may match the prompt.
@@ -71,7 +71,7 @@ describe("identical output after a cache hit (DESIGN invariant 1)", () => {
 
       const restarted = await openPool(dir);
       expect(restarted.stats().warmBlocks).toBeGreaterThan(0);
-      const warm = await run(new SerialEngine(m, { pool: restarted }), { promptIds: promptOf(n) });
+      const warm = await run(new BatchEngine(m, { pool: restarted }), { promptIds: promptOf(n) });
       expect(warm.cached).toBe(again.cached);
       expect(warm.ids).toEqual(want);
       await restarted.flush();
@@ -84,7 +84,7 @@ describe("agents", () => {
   test("turn N+1 prefills only its new tokens (private tail included), across a restart", async () => {
     const dir = join(root, "agent");
     const pool = await openPool(dir);
-    const engine = new SerialEngine(m, { pool });
+    const engine = new BatchEngine(m, { pool });
     const turn1 = promptOf(2 * T + 5);
     const r1 = await run(engine, { promptIds: turn1, agentId: "agent-1" });
     const history = [...turn1, ...r1.ids];
@@ -92,15 +92,15 @@ describe("agents", () => {
     const r2 = await run(engine, { promptIds: turn2, agentId: "agent-1" });
     // Everything the first turn computed is reused: the prompt, and the generated tokens fed back.
     expect(r2.cached).toBe(history.length - 1 + (r1.ids.length === 10 ? 0 : 1));
-    expect(r2.ids).toEqual((await run(new SerialEngine(m), { promptIds: turn2 })).ids);
+    expect(r2.ids).toEqual((await run(new BatchEngine(m), { promptIds: turn2 })).ids);
     expect(pool.getAgent("a", "agent-1")!.tokens).toBeGreaterThanOrEqual(turn2.length);
     await pool.flush();
     pool.close();
     const restarted = await openPool(dir);
     const turn3 = [...turn2, ...r2.ids, ...promptOf(4)];
-    const r3 = await run(new SerialEngine(m, { pool: restarted }), { promptIds: turn3, agentId: "agent-1" });
+    const r3 = await run(new BatchEngine(m, { pool: restarted }), { promptIds: turn3, agentId: "agent-1" });
     expect(r3.cached).toBeGreaterThanOrEqual(turn2.length);
-    expect(r3.ids).toEqual((await run(new SerialEngine(m), { promptIds: turn3 })).ids);
+    expect(r3.ids).toEqual((await run(new BatchEngine(m), { promptIds: turn3 })).ids);
     await restarted.flush();
     restarted.close();
   });
@@ -108,7 +108,7 @@ describe("agents", () => {
   test("agent ids never become paths; tenants cannot see each other's agents", async () => {
     const dir = join(root, "ids");
     const pool = await openPool(dir);
-    const engine = new SerialEngine(m, { pool });
+    const engine = new BatchEngine(m, { pool });
     const weird = ["../../etc/passwd", "a".repeat(4096), "ctl\u0000\u0007\n", "/abs/path", "ünï©ødé"];
     for (const id of weird) await run(engine, { promptIds: promptOf(T + 3), agentId: id, maxTokens: 1 });
     await pool.flush();
@@ -126,7 +126,7 @@ describe("agents", () => {
 
   test("two concurrent turns on one agent run one after the other", async () => {
     const pool = await openPool(join(root, "lease"));
-    const engine = new SerialEngine(m, { pool });
+    const engine = new BatchEngine(m, { pool });
     const base = promptOf(T + 2);
     const order: string[] = [];
     const one = async (tag: string, ids: number[]) => {
@@ -136,7 +136,7 @@ describe("agents", () => {
     };
     await Promise.all([one("x", base), one("y", [...base, 5, 6])]);
     expect(order).toEqual(["x:started", "x:done", "y:started", "y:done"]);
-    const busy = new SerialEngine(m, { pool, agentWaitMs: 0 });
+    const busy = new BatchEngine(m, { pool, agentWaitMs: 0 });
     const held = busy.submit({ tenant: "a", agentId: "held", promptIds: base, maxTokens: 40, sampling: GREEDY, stop: [] })[Symbol.asyncIterator]();
     await held.next(); // holds the lease
     const second = busy.submit({ tenant: "a", agentId: "held", promptIds: base, maxTokens: 1, sampling: GREEDY, stop: [] })[Symbol.asyncIterator]();
@@ -150,7 +150,7 @@ describe("agents", () => {
 describe("tenants", () => {
   test("tenant B replaying tenant A's exact prompt gets no cached tokens; A does", async () => {
     const pool = await openPool(join(root, "tenants"));
-    const engine = new SerialEngine(m, { pool });
+    const engine = new BatchEngine(m, { pool });
     const p = promptOf(3 * T + 2);
     await run(engine, { tenant: "tenant-a", promptIds: p, maxTokens: 1 });
     expect((await run(engine, { tenant: "tenant-b", promptIds: p, maxTokens: 1 })).cached).toBe(0);
@@ -174,14 +174,14 @@ describe("bad cache files are never used", () => {
       const p = promptOf(2 * T + 3);
       const want = await coldRun(2 * T + 3);
       const pool = await openPool(dir);
-      await run(new SerialEngine(m, { pool }), { promptIds: p });
+      await run(new BatchEngine(m, { pool }), { promptIds: p });
       await pool.flush();
       pool.close();
       const blockFiles = (readdirSync(join(dir), { recursive: true }) as string[]).filter((f) => f.endsWith(".safetensors")).map((f) => join(dir, f));
       expect(blockFiles.length).toBe(2);
       for (const f of blockFiles) hurt(f);
       const reopened = await openPool(dir);
-      const r = await run(new SerialEngine(m, { pool: reopened }), { promptIds: p });
+      const r = await run(new BatchEngine(m, { pool: reopened }), { promptIds: p });
       expect(r.cached).toBe(0);
       expect(r.ids).toEqual(want);
       expect(reopened.stats().quarantined).toBeGreaterThanOrEqual(1);
@@ -194,13 +194,13 @@ describe("bad cache files are never used", () => {
 describe("budgets", () => {
   test("a workload larger than the memory budget runs and the hot tier stays under it", async () => {
     const probe = await openPool(join(root, "probe"));
-    await run(new SerialEngine(m, { pool: probe }), { promptIds: promptOf(T + 1), maxTokens: 1 });
+    await run(new BatchEngine(m, { pool: probe }), { promptIds: promptOf(T + 1), maxTokens: 1 });
     const blockBytes = probe.stats().hotBytes;
     await probe.flush();
     probe.close();
     const budget = 3 * blockBytes;
     const pool = await openPool(join(root, "budget"), budget);
-    const engine = new SerialEngine(m, { pool });
+    const engine = new BatchEngine(m, { pool });
     for (let i = 0; i < 4; i++) await run(engine, { promptIds: [i + 100, ...promptOf(2 * T)], maxTokens: 1 });
     await pool.flush();
     const s = pool.stats();
@@ -217,12 +217,12 @@ describe("budgets", () => {
   test("the disk budget deletes least recently used files", async () => {
     const dir = join(root, "disk");
     const probe = await openPool(join(root, "disk-probe"));
-    await run(new SerialEngine(m, { pool: probe }), { promptIds: promptOf(T + 1), maxTokens: 1 });
+    await run(new BatchEngine(m, { pool: probe }), { promptIds: promptOf(T + 1), maxTokens: 1 });
     await probe.flush();
     const fileBytes = probe.stats().diskBytes;
     probe.close();
     const pool = await openPool(dir, 1 << 30, 2 * fileBytes);
-    const engine = new SerialEngine(m, { pool });
+    const engine = new BatchEngine(m, { pool });
     for (let i = 0; i < 4; i++) await run(engine, { promptIds: [i + 200, ...promptOf(T)], maxTokens: 1 });
     await pool.flush();
     expect(pool.stats().diskBytes).toBeLessThanOrEqual(2 * fileBytes);

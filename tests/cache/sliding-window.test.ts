@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { BlockPool } from "../../shared/cache/index.ts";
 import type { GenerationRequest } from "../../shared/engine/engine.ts";
 import { GREEDY } from "../../shared/engine/sampler.ts";
-import { SerialEngine } from "../../shared/engine/serial-engine.ts";
+import { BatchEngine } from "../../shared/engine/batch-engine.ts";
 import { type LoadedModel, loadModel } from "../../shared/models/load.ts";
 import { writeTinyModel } from "../helpers/tiny-model.ts";
 
@@ -24,7 +24,7 @@ afterAll(() => {
   rmSync(root, { recursive: true, force: true });
 });
 
-async function run(engine: SerialEngine, req: Partial<GenerationRequest> & { promptIds: number[] }) {
+async function run(engine: BatchEngine, req: Partial<GenerationRequest> & { promptIds: number[] }) {
   const out = { ids: [] as number[], cached: -1 };
   for await (const e of engine.submit({ tenant: "t", maxTokens: 8, sampling: GREEDY, stop: [], ...req })) {
     if (e.type === "started") out.cached = e.cachedTokens;
@@ -43,9 +43,9 @@ test("the spec marks sliding and global layers", () => {
 test("hits from memory, from disk and after a restart give the cold run's tokens", async () => {
   for (const n of [T + 1, 2 * T, 5 * T + 3]) {
     const dir = join(root, `pool-${n}`);
-    const want = (await run(new SerialEngine(m), { promptIds: prompt(n) })).ids;
+    const want = (await run(new BatchEngine(m), { promptIds: prompt(n) })).ids;
     const pool = await BlockPool.open({ dir, tag: m.tag, spec: m.model.cacheSpec, blockTokens: T, memoryBudget: 1 << 30 });
-    const engine = new SerialEngine(m, { pool });
+    const engine = new BatchEngine(m, { pool });
     await run(engine, { promptIds: prompt(n) });
     const hot = await run(engine, { promptIds: prompt(n) });
     expect(hot.cached).toBeGreaterThan(0);
@@ -53,7 +53,7 @@ test("hits from memory, from disk and after a restart give the cold run's tokens
     await pool.flush();
     pool.close();
     const restarted = await BlockPool.open({ dir, tag: m.tag, spec: m.model.cacheSpec, blockTokens: T, memoryBudget: 1 << 30 });
-    const warm = await run(new SerialEngine(m, { pool: restarted }), { promptIds: prompt(n) });
+    const warm = await run(new BatchEngine(m, { pool: restarted }), { promptIds: prompt(n) });
     expect(warm.cached).toBe(hot.cached);
     expect(warm.ids).toEqual(want);
     await restarted.flush();
@@ -63,12 +63,12 @@ test("hits from memory, from disk and after a restart give the cold run's tokens
 
 test("an agent's old blocks keep only their global layers in memory, and its next turns stay exact", async () => {
   const pool = await BlockPool.open({ dir: join(root, "agent"), tag: m.tag, spec: m.model.cacheSpec, blockTokens: T, memoryBudget: 1 << 30 });
-  const engine = new SerialEngine(m, { pool });
+  const engine = new BatchEngine(m, { pool });
   let history = prompt(6 * T + 1);
   let lastHot = 0;
   for (let turn = 0; turn < 3; turn++) {
     const r = await run(engine, { promptIds: history, agentId: "long" });
-    expect(r.ids).toEqual((await run(new SerialEngine(m), { promptIds: history })).ids);
+    expect(r.ids).toEqual((await run(new BatchEngine(m), { promptIds: history })).ids);
     if (turn > 0) expect(r.cached).toBeGreaterThan(history.length - 12);
     await pool.flush();
     history = [...history, ...r.ids, ...prompt(5, turn + 1)];
