@@ -726,12 +726,15 @@ export type PostV1AgentsAgentIdChatCompletionsResponse = {
   };
 };
 
-/** A non-2xx answer: the status and the API's error body. */
+/** A non-2xx answer, or an error event after a stream began (status 200): the status and the API's error body. */
 export class SemanticApiError extends Error {
   constructor(readonly status: number, readonly body: unknown) {
     super(`HTTP ${status}: ${JSON.stringify(body)}`);
   }
 }
+
+/** One server-sent event: its name (Anthropic's `event:`; null for OpenAI's data-only frames) and its data as JSON ("[DONE]" stays a string). */
+export type SemanticEvent = { event: string | null; data: unknown };
 
 export type SemanticClientOptions = {
   /** Sent as x-api-key (the server also accepts Authorization: Bearer). */
@@ -749,18 +752,46 @@ function queryString(q: Record<string, unknown> | undefined): string {
 
 /**
  * A typed client for every route. Streaming routes are typed for their JSON (stream: false)
- * answer; for server-sent events use `raw` and read the body.
+ * answer, and have a `…Stream` twin that yields their server-sent events.
  * @example await new SemanticClient("http://127.0.0.1:8080").getV1Models()
  */
 export class SemanticClient {
   constructor(readonly baseUrl: string, readonly options: SemanticClientOptions = {}) {}
 
   /** The raw Response of any call (e.g. stream: true), after the same headers. */
-  raw(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<Response> {
+  raw(method: string, path: string, body?: unknown, headers?: Record<string, string>, signal?: AbortSignal): Promise<Response> {
     const h: Record<string, string> = { ...this.options.headers, ...headers };
     if (this.options.apiKey) h["x-api-key"] = this.options.apiKey;
     if (body !== undefined) h["content-type"] = "application/json";
-    return (this.options.fetch ?? fetch)(this.baseUrl.replace(/\/$/, "") + path, { method, headers: h, body: body === undefined ? undefined : JSON.stringify(body) });
+    return (this.options.fetch ?? fetch)(this.baseUrl.replace(/\/$/, "") + path, { method, headers: h, body: body === undefined ? undefined : JSON.stringify(body), signal });
+  }
+
+  /** The events of a streamed call. Leaving the loop early closes the stream (the server then cancels the generation). */
+  protected async *events(method: string, path: string, body: unknown, headers: Record<string, string> | undefined, signal?: AbortSignal): AsyncGenerator<SemanticEvent> {
+    const r = await this.raw(method, path, body, headers, signal);
+    if (!r.ok) throw new SemanticApiError(r.status, await r.json().catch(() => null));
+    const reader = r.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        buffer += value;
+        for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {
+          const lines = buffer.slice(0, end).split("\n");
+          buffer = buffer.slice(end + 2);
+          const data = lines.filter((l) => l.startsWith("data:")).map((l) => l.slice(5).replace(/^ /, ""));
+          if (!data.length) continue; // a comment: keep-alive
+          const text = data.join("\n");
+          const event = lines.find((l) => l.startsWith("event:"))?.slice(6).trim() ?? null;
+          const parsed: unknown = text === "[DONE]" ? text : JSON.parse(text);
+          if (event === "error" || (typeof parsed === "object" && parsed !== null && "error" in parsed)) throw new SemanticApiError(r.status, parsed);
+          yield { event, data: parsed };
+        }
+      }
+    } finally {
+      await reader.cancel().catch(() => {});
+    }
   }
 
   protected async request<T>(method: string, path: string, body: unknown, headers: Record<string, string> | undefined, text: boolean): Promise<T> {
@@ -805,6 +836,11 @@ export class SemanticClient {
     return this.request("POST", "/v1/messages" + queryString(query), body, headers as Record<string, string> | undefined, false);
   }
 
+  /** POST /v1/messages with stream: true: the server-sent events, parsed (an error event throws SemanticApiError). */
+  postV1MessagesStream(body: PostV1MessagesBody, query?: PostV1MessagesQuery, headers?: PostV1MessagesHeaders, signal?: AbortSignal): AsyncGenerator<SemanticEvent> {
+    return this.events("POST", "/v1/messages" + queryString(query), { ...body, stream: true }, headers as Record<string, string> | undefined, signal);
+  }
+
   /** POST /v1/messages/count_tokens: Count the prompt tokens of a message request */
   postV1MessagesCountTokens(body: PostV1MessagesCountTokensBody, query?: PostV1MessagesCountTokensQuery, headers?: PostV1MessagesCountTokensHeaders): Promise<PostV1MessagesCountTokensResponse> {
     return this.request("POST", "/v1/messages/count_tokens" + queryString(query), body, headers as Record<string, string> | undefined, false);
@@ -815,9 +851,19 @@ export class SemanticClient {
     return this.request("POST", "/v1/chat/completions", body, headers as Record<string, string> | undefined, false);
   }
 
+  /** POST /v1/chat/completions with stream: true: the server-sent events, parsed (an error event throws SemanticApiError). */
+  postV1ChatCompletionsStream(body: PostV1ChatCompletionsBody, headers?: PostV1ChatCompletionsHeaders, signal?: AbortSignal): AsyncGenerator<SemanticEvent> {
+    return this.events("POST", "/v1/chat/completions", { ...body, stream: true }, headers as Record<string, string> | undefined, signal);
+  }
+
   /** POST /v1/completions: Create a completion of a plain prompt (OpenAI Completions API) */
   postV1Completions(body: PostV1CompletionsBody, headers?: PostV1CompletionsHeaders): Promise<PostV1CompletionsResponse> {
     return this.request("POST", "/v1/completions", body, headers as Record<string, string> | undefined, false);
+  }
+
+  /** POST /v1/completions with stream: true: the server-sent events, parsed (an error event throws SemanticApiError). */
+  postV1CompletionsStream(body: PostV1CompletionsBody, headers?: PostV1CompletionsHeaders, signal?: AbortSignal): AsyncGenerator<SemanticEvent> {
+    return this.events("POST", "/v1/completions", { ...body, stream: true }, headers as Record<string, string> | undefined, signal);
   }
 
   /** GET /v1/agents: List the caller's agents */
@@ -838,5 +884,10 @@ export class SemanticClient {
   /** POST /v1/agents/{agent_id}/chat/completions: Continue an agent's conversation (OpenAI chat body); its cache is reused by prefix — Send the whole conversation each turn, as with /v1/chat/completions: the agent's cached prefix is matched and only new tokens are prefilled. */
   postV1AgentsAgentIdChatCompletions(agent_id: string, body: PostV1AgentsAgentIdChatCompletionsBody, headers?: Record<string, string>): Promise<PostV1AgentsAgentIdChatCompletionsResponse> {
     return this.request("POST", "/v1/agents/{agent_id}/chat/completions".replace("{agent_id}", encodePath(agent_id)), body, headers as Record<string, string> | undefined, false);
+  }
+
+  /** POST /v1/agents/{agent_id}/chat/completions with stream: true: the server-sent events, parsed (an error event throws SemanticApiError). */
+  postV1AgentsAgentIdChatCompletionsStream(agent_id: string, body: PostV1AgentsAgentIdChatCompletionsBody, headers?: Record<string, string>, signal?: AbortSignal): AsyncGenerator<SemanticEvent> {
+    return this.events("POST", "/v1/agents/{agent_id}/chat/completions".replace("{agent_id}", encodePath(agent_id)), { ...body, stream: true }, headers as Record<string, string> | undefined, signal);
   }
 }

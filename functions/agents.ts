@@ -73,7 +73,7 @@ export const agents = (s: AgentsService) =>
       async ({ request, params, body }) => {
         const served = s.served();
         // The path names the agent; headers and the user field do not override it.
-        const call = { ...s.call(request, null, "user"), agentId: checkAgentId(params.agent_id, "agent_id") };
+        const call = s.call(request, null, "user", checkAgentId(params.agent_id, "agent_id"));
         if (body.stream) return streamChatCompletion(served, body, call, s.fingerprint()) as unknown as ChatCompletionsResponse;
         return await createChatCompletion(served, body, call, s.fingerprint());
       },

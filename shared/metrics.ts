@@ -1,7 +1,9 @@
-// Prometheus metrics (prom-client): requests and latency per function; the engine's TTFT, token
-// counts, decode speed and queue depth, gathered by wrapping its event stream; and the block
-// pool's hits, misses and usage per tier, read from its stats when scraped.
+// Prometheus metrics (prom-client): requests, latency and errors per function; the engine's TTFT,
+// inter-token latency, token counts, decode speed and queue depth, gathered by wrapping its event
+// stream; and the block pool's hits, misses, evictions and usage per tier, read from its stats
+// when scraped. docs/metrics.md is generated from this registry (scripts/gen-docs.ts).
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { ErrorKind } from "./api/errors.ts";
 import type { PoolStats } from "./cache/index.ts";
 import type { Engine, EngineEvent, GenerationRequest } from "./engine/engine.ts";
 
@@ -17,7 +19,7 @@ export class Metrics {
   });
   readonly #latency = new Histogram({
     name: "semantic_http_request_duration_seconds",
-    help: "Time from request to response headers, by function (a stream's body continues after)",
+    help: "Time from request to the last byte of the response (a stream's end), by function",
     labelNames: ["function"] as const,
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],
@@ -26,6 +28,18 @@ export class Metrics {
     name: "semantic_time_to_first_token_seconds",
     help: "Time from submission to the first generated token, queue wait included",
     buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly #interToken = new Histogram({
+    name: "semantic_inter_token_latency_seconds",
+    help: "Time between consecutive generated tokens of one generation",
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [this.registry],
+  });
+  readonly #errors = new Counter({
+    name: "semantic_errors_total",
+    help: "Requests that ended in an error, by type (invalid_request, authentication, queue_full, unavailable, internal, ...)",
+    labelNames: ["type"] as const,
     registers: [this.registry],
   });
   readonly #queueWait = new Histogram({
@@ -57,7 +71,7 @@ export class Metrics {
     const queued = load("queued");
     const running = load("running");
     new Gauge({ name: "semantic_queue_depth", help: "Generations waiting for the engine", registers: [this.registry], collect() { this.set(queued()); } });
-    new Gauge({ name: "semantic_running_generations", help: "Generations the engine runs now", registers: [this.registry], collect() { this.set(running()); } });
+    new Gauge({ name: "semantic_running_generations", help: "Generations the engine runs now (the batch size)", registers: [this.registry], collect() { this.set(running()); } });
     const pool = () => this.#pool();
     const perTier = (name: string, help: string, hot: keyof PoolStats, warm: keyof PoolStats) =>
       new Gauge({
@@ -71,13 +85,33 @@ export class Metrics {
       });
     perTier("semantic_cache_blocks", "KV blocks held, by tier (hot: memory, warm: disk only)", "hotBlocks", "warmBlocks");
     perTier("semantic_cache_bytes", "KV bytes held, by tier (hot: memory, warm: files on disk)", "hotBytes", "diskBytes");
-    const fromPool = (name: string, help: string, key: keyof PoolStats) =>
-      new Gauge({ name, help, registers: [this.registry], collect() { const p = pool(); if (p) this.set(p[key]); } });
-    fromPool("semantic_cache_hits", "Prefix lookups that reused cached blocks (since start)", "hits");
-    fromPool("semantic_cache_misses", "Prefix lookups that reused nothing (since start)", "misses");
-    fromPool("semantic_cache_hit_tokens", "Prompt tokens served from the cache (since start)", "hitTokens");
-    fromPool("semantic_cache_evictions", "Blocks evicted (since start)", "evictions");
-    fromPool("semantic_cache_agents", "Agents with a cached conversation", "agents");
+    perTier("semantic_cache_budget_bytes", "KV bytes allowed, by tier (memoryBudget, diskBudget)", "memoryBudget", "diskBudget");
+    new Gauge({ name: "semantic_cache_agents", help: "Agents with a cached conversation", registers: [this.registry], collect() { const p = pool(); if (p) this.set(p.agents); } });
+    // The pool counts since it opened; each scrape adds what it counted since the last scrape.
+    const poolCounter = (name: string, help: string, series: { key: keyof PoolStats; labels?: Record<string, string> }[]) => {
+      const seen = series.map(() => 0);
+      new Counter({
+        name, help, labelNames: Object.keys(series[0].labels ?? {}), registers: [this.registry],
+        collect() {
+          const p = pool();
+          if (!p) return;
+          series.forEach((s, i) => {
+            const now = p[s.key] as number;
+            this.inc(s.labels ?? {}, Math.max(0, now - seen[i])); // 0 too: every series shows from the first scrape
+            seen[i] = now;
+          });
+        },
+      });
+    };
+    poolCounter("semantic_cache_hits_total", "Prefix lookups that reused cached blocks", [{ key: "hits" }]);
+    poolCounter("semantic_cache_misses_total", "Prefix lookups that reused nothing", [{ key: "misses" }]);
+    poolCounter("semantic_cache_hit_tokens_total", "Prompt tokens served from the cache", [{ key: "hitTokens" }]);
+    poolCounter("semantic_cache_evictions_total", "Blocks evicted, by the tier they left (hot: dropped from memory, file kept; warm: file deleted for the disk budget)", [
+      { key: "evictions", labels: { tier: "hot" } },
+      { key: "diskEvictions", labels: { tier: "warm" } },
+    ]);
+    poolCounter("semantic_cache_quarantined_files_total", "Cache files found truncated, corrupted or from another model: moved aside, never used", [{ key: "quarantined" }]);
+    poolCounter("semantic_cache_write_errors_total", "Cache file writes that failed (those blocks stay in memory only)", [{ key: "writeErrors" }]);
   }
 
   /** Where the queue gauges read from (null while the model loads). */
@@ -93,6 +127,15 @@ export class Metrics {
   observeRequest(fn: string, method: string, status: number, seconds: number): void {
     this.#requests.inc({ function: fn, method, status: String(status) });
     this.#latency.observe({ function: fn }, seconds);
+  }
+
+  /** A request that ended in an error (before or during its stream). */
+  observeError(type: ErrorKind): void {
+    this.#errors.inc({ type });
+  }
+
+  observeInterToken(seconds: number): void {
+    this.#interToken.observe(seconds);
   }
 
   /** The engine, with every generation's events counted on the way through. */
@@ -144,9 +187,15 @@ class MeteredEngine implements Engine {
     return (async function* () {
       let tokens = 0;
       let done = false;
+      let lastToken = 0;
       try {
         for await (const e of events) {
-          if (e.type === "token") tokens++;
+          if (e.type === "token") {
+            const now = performance.now();
+            if (tokens > 0) metrics.observeInterToken((now - lastToken) / 1000);
+            lastToken = now;
+            tokens++;
+          }
           done ||= e.type === "done";
           metrics.observeEvent(e);
           yield e;

@@ -17,11 +17,14 @@ import { DEFAULT_BODY_LIMIT, parseJsonBody, readBody } from "./api/body.ts";
 import { ApiError, errorResponse, flavorOf, toApiError } from "./api/errors.ts";
 import { DEFAULT_ALIASES, ModelResolver } from "./api/model-aliases.ts";
 import { openApiDocument, type RouteInfo } from "./api/openapi.ts";
-import { type Call, type InferenceService, newId, type Served } from "./api/service.ts";
+import type { Call, InferenceService, Served } from "./api/service.ts";
 import { explainValidation } from "./api/validation.ts";
 import type { BlockPool } from "./cache/index.ts";
 import type { Engine } from "./engine/engine.ts";
+import { errorFields, log } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
+import { onBodyEnd, RequestRecord } from "./request-log.ts";
+import { Drain, shuttingDown } from "./shutdown.ts";
 
 export type ServerConfig = {
   /** The address the server binds (decides how strict the Host check is). */
@@ -44,10 +47,14 @@ export type Services = HealthService & {
   /** The block pool's agent records, or null without a pool. */
   pool(): BlockPool | null;
   metrics: Metrics;
+  /** Tracks generations for graceful shutdown; while it drains, new requests get a 503. */
+  drain?: Drain;
 };
 
 // Reachable without a key: probes only.
 const PUBLIC_PATHS = new Set(["/health", "/ready"]);
+// Still answered while the server drains: probes (/ready then says 503) and the scrape.
+const OPEN_WHILE_DRAINING = new Set(["/health", "/ready", "/metrics"]);
 
 const version = "0.1.0";
 
@@ -56,34 +63,38 @@ export function createApp(services: Services, config: ServerConfig) {
   const guard = new HostGuard(config.bindHost, config.allowedHosts, config.allowedOrigins);
   const bodyLimit = config.bodyLimitBytes ?? DEFAULT_BODY_LIMIT;
   const keepAliveMs = config.keepAliveMs ?? 5000;
+  const drain = services.drain ?? new Drain();
   const principals = new WeakMap<Request, Principal>();
-  const requestIds = new WeakMap<Request, string>();
-  const startedAt = new WeakMap<Request, number>();
-  const errorStatus = new WeakMap<Request, number>();
-  const requestId = (r: Request) => {
-    let id = requestIds.get(r);
-    if (!id) requestIds.set(r, (id = newId("req_")));
-    return id;
+  // Each request's id, clock, identity, turn counts and status, from arrival to its log line.
+  const records = new WeakMap<Request, RequestRecord>();
+  const recordOf = (r: Request) => {
+    let rec = records.get(r);
+    if (!rec) records.set(r, (rec = new RequestRecord()));
+    return rec;
   };
 
-  let served: Served | null = null;
+  let served: (Served & { raw: Engine }) | null = null;
   const inference: InferenceService = {
     served() {
       const engine = services.engine();
       if (!engine) throw new ApiError("unavailable", "the model is still loading; retry shortly", { retryAfterSeconds: 2 });
-      if (served?.engine !== engine) {
+      if (served?.raw !== engine) {
         const m = engine.loaded;
         served = {
-          engine,
+          raw: engine,
+          engine: drain.track(engine),
           model: { id: m.id, tokenizer: m.tokenizer, chatTemplate: m.chatTemplate, contextLength: m.model.contextLength },
           aliases: new ModelResolver(m.id, config.modelAliases ?? DEFAULT_ALIASES),
         };
       }
       return served;
     },
-    call(request, user, userField): Call {
+    call(request, user, userField, agentId): Call {
       const principal = principals.get(request) ?? auth.authenticate(request.headers);
-      return { tenant: principal.tenant, agentId: agentIdOf(request.headers, user, userField), signal: request.signal, requestId: requestId(request), keepAliveMs };
+      const rec = recordOf(request);
+      rec.tenant = principal.tenant;
+      rec.agentId = agentId !== undefined ? agentId : agentIdOf(request.headers, user, userField);
+      return { tenant: principal.tenant, agentId: rec.agentId, signal: request.signal, requestId: rec.id, keepAliveMs, observe: rec.observe };
     },
     fingerprint() {
       const tag = services.engine()?.loaded.tag ?? "";
@@ -95,17 +106,26 @@ export function createApp(services: Services, config: ServerConfig) {
   let routes: () => readonly RouteInfo[] = () => [];
   const app = new Elysia({ name: "semantic" })
     .onRequest(({ request, server }) => {
-      startedAt.set(request, performance.now());
+      const rec = recordOf(request); // starts its clock
       guard.check(request.headers);
       const path = new URL(request.url).pathname;
-      if (!PUBLIC_PATHS.has(path)) principals.set(request, auth.authenticate(request.headers));
+      if (!PUBLIC_PATHS.has(path)) {
+        const principal = auth.authenticate(request.headers);
+        principals.set(request, principal);
+        rec.tenant = principal.tenant;
+      }
       // Generations may wait in the queue or prefill for long: no idle timeout for them.
       if (request.method === "POST") server?.timeout(request, 0);
+    })
+    // Refused once matched to a function, so the 503 is counted and logged under its name.
+    .onTransform(({ route }) => {
+      if (drain.draining && !OPEN_WHILE_DRAINING.has(route)) throw shuttingDown();
     })
     // Only POST routes take a body; a DELETE has none to parse.
     .onParse(async ({ request }) => (request.method === "POST" ? parseJsonBody(await readBody(request, bodyLimit)) : {}))
     .onError(({ error, code, request }) => {
       const path = new URL(request.url).pathname;
+      const rec = recordOf(request);
       let e: ApiError;
       if (error instanceof ValidationError) {
         const validator = error.validator as { schema?: unknown } | undefined;
@@ -117,24 +137,35 @@ export function createApp(services: Services, config: ServerConfig) {
         e = new ApiError("not_found", `no route for ${request.method} ${path}`);
       } else {
         e = toApiError(error);
-        if (e.kind === "internal") console.error(`${request.method} ${path} failed: ${(error as Error)?.stack ?? error}`);
+        if (e.kind === "internal") log.error("request failed", { requestId: rec.id, method: request.method, path, error: errorFields(error) });
       }
-      const response = errorResponse(e, flavorOf(path, request.headers), requestId(request));
-      errorStatus.set(request, response.status);
+      const response = errorResponse(e, flavorOf(path, request.headers), rec.id);
+      rec.status = response.status;
+      rec.error = e.kind;
       return response;
     })
-    .onAfterResponse(({ request, route, set, responseValue }) => {
-      const t0 = startedAt.get(request);
-      if (t0 === undefined) return;
-      const status = errorStatus.get(request) ?? (responseValue instanceof Response ? responseValue.status : typeof set.status === "number" ? set.status : 200);
-      services.metrics.observeRequest(route || "unmatched", request.method, status, (performance.now() - t0) / 1000);
+    // A stream's request lasts until its body is sent (or the client leaves), not until its headers.
+    .mapResponse(({ request, route, body, responseValue }) => {
+      if (!(responseValue instanceof Response) || !responseValue.body || !responseValue.headers.get("content-type")?.startsWith("text/event-stream")) return;
+      const rec = recordOf(request);
+      rec.streaming = true;
+      return onBodyEnd(responseValue, (how) => {
+        rec.clientClosed = how === "cancelled";
+        rec.end(services.metrics, route || "unmatched", request.method, body);
+      });
+    })
+    .onAfterResponse(({ request, route, set, body, responseValue }) => {
+      const rec = records.get(request);
+      if (!rec || rec.streaming) return;
+      if (!rec.error) rec.status = responseValue instanceof Response ? responseValue.status : typeof set.status === "number" ? set.status : 200;
+      rec.end(services.metrics, route || "unmatched", request.method, body);
     })
     .use(health(services))
     .use(
       ready({
         readiness: () => {
           const engine = services.engine();
-          return { ready: engine !== null, model: engine?.loaded.id ?? null };
+          return { ready: engine !== null && !drain.draining, model: engine?.loaded.id ?? null };
         },
       }),
     )

@@ -1,6 +1,7 @@
 // Anthropic Messages <-> engine: the request becomes one Conversation and one turn; the turn's
 // events become a Message or the exact SSE sequence the SDKs and Claude Code parse
 // (message_start, content_block_start/delta/stop, message_delta, message_stop; ping; error).
+import { errorFields, log } from "../log.ts";
 import type { ContentBlockParam, Message, PromptInput, StopReason, SystemParam, Usage } from "./anthropic-schema.ts";
 import { anthropicErrorBody, invalid, toApiError } from "./errors.ts";
 import { collectTurn, type Finish, startTurn, type TurnEvent, type Usage as UsageCounts } from "./generation.ts";
@@ -188,6 +189,7 @@ function begin(served: Served, input: MessagesInput, call: Call): AsyncIterable<
     stop: input.stop_sequences ?? [],
     logprobs: false,
     signal: call.signal,
+    observe: call.observe,
     tools: prompt.toolsActive
       ? { names: new Set(conv.tools.map((t) => t.name)), forcedPrefix: prompt.forcedPrefix, parallel, newId: () => newId("toolu_") }
       : null,
@@ -274,7 +276,7 @@ export async function* messageEvents(
     }
   } catch (err) {
     const e = toApiError(err);
-    if (e.kind === "internal") console.error(`messages stream ${meta.requestId} failed: ${(err as Error)?.stack ?? err}`);
+    if (e.kind === "internal") log.error("stream failed", { requestId: meta.requestId, error: errorFields(err) });
     yield sseEvent("error", anthropicErrorBody(e, meta.requestId));
   }
 }

@@ -1,5 +1,6 @@
 // OpenAI's legacy Completions <-> engine: a plain prompt (text or token ids), no template; the
 // turn's events become a text_completion or its chunk stream, then [DONE].
+import { errorFields, log } from "../log.ts";
 import { invalid, openaiErrorBody, toApiError } from "./errors.ts";
 import { collectTurn, startTurn } from "./generation.ts";
 import { checkSampling, created, FINISH, type Sampling, samplingOf, stopsOf, usageOf } from "./openai.ts";
@@ -45,6 +46,7 @@ function beginCompletion(served: Served, input: CompletionInput, call: Call) {
     stop: stopsOf(input.stop),
     logprobs: false,
     signal: call.signal,
+    observe: call.observe,
     tools: null,
   });
   return { turn, echo };
@@ -94,7 +96,7 @@ export function streamCompletion(served: Served, input: CompletionInput, call: C
       }
     } catch (err) {
       const e = toApiError(err);
-      if (e.kind === "internal") console.error(`completion stream ${call.requestId} failed: ${(err as Error)?.stack ?? err}`);
+      if (e.kind === "internal") log.error("stream failed", { requestId: call.requestId, error: errorFields(err) });
       yield sseData(openaiErrorBody(e));
     }
   }

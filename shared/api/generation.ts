@@ -26,6 +26,9 @@ export type TurnEvent =
   | { type: "tool_call"; id: string; name: string; arguments: string }
   | { type: "done"; finish: Finish; stop: string | null; usage: Usage };
 
+/** What an observer of a turn sees: its events, then a failure if it ends in one. */
+export type TurnObservation = TurnEvent | { type: "error"; error: unknown };
+
 export type TurnTools = {
   /** Declared tool names (calls to others stay text). */
   names: ReadonlySet<string>;
@@ -50,6 +53,8 @@ export type TurnRequest = {
   tools: TurnTools | null;
   /** Explicit caching (Anthropic cache_control): keep the first pinTokens cached for ttlMs. */
   cacheControl?: { pinTokens: number; ttlMs: number };
+  /** Sees every event and the failure, if any (the composition logs and meters requests with it). */
+  observe?: (e: TurnObservation) => void;
 };
 
 /** What the turn runner needs of the served model. */
@@ -76,7 +81,20 @@ export function startTurn(engine: Engine, model: TurnModel, req: TurnRequest): A
     ...(req.cacheControl ? { cacheControl: req.cacheControl } : {}),
   };
   const events = engine.submit(genReq);
-  return run(events, model.tokenizer, req, { maxTokens, clamped: (req.maxTokens ?? Infinity) > room, stopEarly });
+  const turn = run(events, model.tokenizer, req, { maxTokens, clamped: (req.maxTokens ?? Infinity) > room, stopEarly });
+  return req.observe ? observed(turn, req.observe) : turn;
+}
+
+async function* observed(turn: AsyncIterable<TurnEvent>, observe: (e: TurnObservation) => void): AsyncGenerator<TurnEvent> {
+  try {
+    for await (const e of turn) {
+      observe(e);
+      yield e;
+    }
+  } catch (error) {
+    observe({ type: "error", error });
+    throw error;
+  }
 }
 
 async function* run(

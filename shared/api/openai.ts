@@ -1,6 +1,7 @@
 // OpenAI Chat Completions <-> engine: the messages become one Conversation and one turn; the
 // turn's events become a chat.completion or the chunk stream openai-node parses (role first,
 // content deltas, tool_calls deltas, finish_reason, an optional usage chunk, then [DONE]).
+import { errorFields, log } from "../log.ts";
 import { invalid, openaiErrorBody, toApiError } from "./errors.ts";
 import { type AnswerBlock, collectTurn, type Finish, startTurn, type TokenLogprob, type TurnEvent, type TurnTools, type Usage } from "./generation.ts";
 import type { ChatCompletion, ChatMessageParam, ChatToolChoice, CompletionUsage, FinishReason, FunctionTool } from "./openai-schema.ts";
@@ -145,6 +146,7 @@ function beginChat(served: Served, input: ChatInput, call: Call): { turn: AsyncI
     stop: stopsOf(input.stop),
     logprobs: input.logprobs === true,
     signal: call.signal,
+    observe: call.observe,
     tools,
   });
   return { turn, prompt };
@@ -230,7 +232,7 @@ export async function* chatChunks(
     }
   } catch (err) {
     const e = toApiError(err);
-    if (e.kind === "internal") console.error(`chat stream ${requestId} failed: ${(err as Error)?.stack ?? err}`);
+    if (e.kind === "internal") log.error("stream failed", { requestId, error: errorFields(err) });
     yield sseData(openaiErrorBody(e));
   }
 }

@@ -11,7 +11,7 @@ export type RouteInfo = {
 };
 
 const AUTH_HEADERS = new Set(["authorization", "x-api-key"]);
-const STREAMING = new Set(["/v1/messages", "/v1/chat/completions", "/v1/completions"]);
+const STREAMING = new Set(["/v1/messages", "/v1/chat/completions", "/v1/completions", "/v1/agents/:agent_id/chat/completions"]);
 const PUBLIC = new Set(["/health", "/ready"]);
 
 /** A JSON copy without TypeBox's symbol keys; request bodies lose additionalProperties: false (extras are dropped, not refused). */

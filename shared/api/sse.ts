@@ -1,5 +1,6 @@
 // Server-sent events: frame formatting, and a streaming Response that sends keep-alives while
 // the producer is quiet (queue wait, long prefill) and aborts the producer when the client goes.
+import { errorFields, log } from "../log.ts";
 
 /** Anthropic's framing: a named event whose data repeats the type. */
 export const sseEvent = (event: string, data: unknown) => `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
@@ -57,7 +58,7 @@ export function sseResponse(produce: (signal: AbortSignal) => AsyncIterable<stri
           write(frame);
         }
       } catch (e) {
-        console.error(`stream failed: ${(e as Error)?.stack ?? e}`);
+        log.error("stream failed", { error: errorFields(e) });
       } finally {
         clearInterval(timer);
         if (!closed) {

@@ -75,7 +75,10 @@ export type PoolStats = {
   hits: number;
   misses: number;
   hitTokens: number;
+  /** Blocks dropped from memory (their file stays: hot -> warm). */
   evictions: number;
+  /** Block files deleted to stay under the disk budget. */
+  diskEvictions: number;
   quarantined: number;
   writeErrors: number;
   agents: number;
@@ -92,7 +95,7 @@ export class BlockPool {
   readonly #pending = new Set<Promise<void>>();
   #hotBytes = 0;
   #diskBytes = 0;
-  #counters = { hits: 0, misses: 0, hitTokens: 0, evictions: 0, quarantined: 0, writeErrors: 0 };
+  #counters = { hits: 0, misses: 0, hitTokens: 0, evictions: 0, diskEvictions: 0, quarantined: 0, writeErrors: 0 };
 
   private constructor(o: PoolOptions) {
     this.#o = o;
@@ -569,6 +572,7 @@ export class BlockPool {
     for (const b of candidates) {
       if (this.#diskBytes <= budget) break;
       const path = this.#blockPath(b.key);
+      this.#counters.diskEvictions++;
       this.#diskBytes -= b.diskBytes;
       b.onDisk = false;
       b.diskBytes = 0;

@@ -6,7 +6,7 @@ import { ContextLengthError, type Engine, type EngineEvent, type FinishReason, t
 import { Metrics } from "../../shared/metrics.ts";
 import type { LoadedModel } from "../../shared/models/load.ts";
 import { defaultModelPath } from "../../shared/paths.ts";
-import { createApp, type ServerConfig } from "../../shared/server.ts";
+import { createApp, type ServerConfig, type Services } from "../../shared/server.ts";
 import { ChatTemplate } from "../../shared/tokenizer/chat-template.ts";
 import { loadTokenizer } from "../../shared/tokenizer/load-tokenizer.ts";
 
@@ -99,14 +99,14 @@ export class ScriptedEngine implements Engine {
 }
 
 /** An app over a ScriptedEngine, listening on loopback (real HTTP), for translation-layer tests. */
-export function scriptedServer(config: Partial<ServerConfig> = {}, contextLength = 8192, idleTimeoutSeconds?: number) {
+export function scriptedServer(config: Partial<ServerConfig> = {}, contextLength = 8192, idleTimeoutSeconds?: number, services: Partial<Services> = {}) {
   const engine = new ScriptedEngine(scriptedModel(contextLength));
-  const metrics = new Metrics();
+  const metrics = services.metrics ?? new Metrics();
   metrics.watch(() => engine);
   const app = createApp(
-    { mlxVersion: "test", device: "cpu", startedAt: Date.now(), engine: () => engine, pool: () => null, metrics },
+    { mlxVersion: "test", device: "cpu", startedAt: Date.now(), engine: () => engine, pool: () => null, metrics, ...services },
     { bindHost: "127.0.0.1", apiKeys: [], ...config },
   ).listen({ hostname: "127.0.0.1", port: 0, ...(idleTimeoutSeconds ? { idleTimeout: idleTimeoutSeconds } : {}) });
   const base = `http://127.0.0.1:${app.server!.port}`;
-  return { app, engine, base, stop: () => app.stop(true) };
+  return { app, engine, base, metrics, stop: () => app.stop(true) };
 }
