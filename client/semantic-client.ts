@@ -177,6 +177,24 @@ export type PostV1MessagesBody = {
     user_id?: string | null;
   };
   thinking?: unknown;
+  /** Keep tokens with p >= min_p * p_max; 0 disables */
+  min_p?: number;
+  /** Locally typical sampling; 1 disables */
+  typical_p?: number;
+  /** Divides positive / multiplies negative logits of recent tokens; 1 disables */
+  repetition_penalty?: number;
+  /** Recent tokens the penalties look at; 0 disables them */
+  penalty_last_n?: number;
+  /** Dynamic temperature: T in [temperature - range, temperature + range] by entropy; 0 disables */
+  dynatemp_range?: number;
+  dynatemp_exponent?: number;
+  /** 2: mirostat v2 (replaces top-k, top-p, min-p, typical-p); 1 is not supported */
+  mirostat?: 0 | 2;
+  /** Target surprise in bits */
+  mirostat_tau?: number;
+  /** Learning rate */
+  mirostat_eta?: number;
+  seed?: number;
 };
 
 /** 200 response of POST /v1/messages. */
@@ -433,10 +451,30 @@ export type PostV1ChatCompletionsBody = {
   };
   parallel_tool_calls?: boolean | null;
   response_format?: {
-    type: string;
+    type: "text";
+  } | {
+    type: "json_object";
+  } | {
+    type: "json_schema";
+    json_schema: {
+      name: string;
+      description?: string;
+      schema?: Record<string, unknown>;
+      strict?: boolean | null;
+    };
   } | null;
   frequency_penalty?: number | null;
   presence_penalty?: number | null;
+  logit_bias?: Record<string, number> | null;
+  min_p?: number | null;
+  typical_p?: number | null;
+  repetition_penalty?: number | null;
+  penalty_last_n?: number | null;
+  dynatemp_range?: number | null;
+  dynatemp_exponent?: number | null;
+  mirostat?: 0 | 2 | null;
+  mirostat_tau?: number | null;
+  mirostat_eta?: number | null;
 };
 
 /** 200 response of POST /v1/chat/completions. */
@@ -511,6 +549,18 @@ export type PostV1CompletionsBody = {
   logprobs?: number | null;
   suffix?: string | null;
   user?: string;
+  frequency_penalty?: number | null;
+  presence_penalty?: number | null;
+  logit_bias?: Record<string, number> | null;
+  min_p?: number | null;
+  typical_p?: number | null;
+  repetition_penalty?: number | null;
+  penalty_last_n?: number | null;
+  dynatemp_range?: number | null;
+  dynatemp_exponent?: number | null;
+  mirostat?: 0 | 2 | null;
+  mirostat_tau?: number | null;
+  mirostat_eta?: number | null;
 };
 
 /** 200 response of POST /v1/completions. */
@@ -523,7 +573,12 @@ export type PostV1CompletionsResponse = {
   choices: ({
     text: string;
     index: number;
-    logprobs: null;
+    logprobs: {
+      tokens: string[];
+      token_logprobs: number[];
+      top_logprobs: Record<string, number>[];
+      text_offset: number[];
+    } | null;
     finish_reason: "stop" | "length" | "tool_calls";
   })[];
   usage: {
@@ -673,10 +728,30 @@ export type PostV1AgentsAgentIdChatCompletionsBody = {
   };
   parallel_tool_calls?: boolean | null;
   response_format?: {
-    type: string;
+    type: "text";
+  } | {
+    type: "json_object";
+  } | {
+    type: "json_schema";
+    json_schema: {
+      name: string;
+      description?: string;
+      schema?: Record<string, unknown>;
+      strict?: boolean | null;
+    };
   } | null;
   frequency_penalty?: number | null;
   presence_penalty?: number | null;
+  logit_bias?: Record<string, number> | null;
+  min_p?: number | null;
+  typical_p?: number | null;
+  repetition_penalty?: number | null;
+  penalty_last_n?: number | null;
+  dynatemp_range?: number | null;
+  dynatemp_exponent?: number | null;
+  mirostat?: 0 | 2 | null;
+  mirostat_tau?: number | null;
+  mirostat_eta?: number | null;
 };
 
 /** 200 response of POST /v1/agents/{agent_id}/chat/completions. */

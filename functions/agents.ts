@@ -7,6 +7,7 @@ import { checkAgentId } from "../shared/api/auth.ts";
 import { ApiError } from "../shared/api/errors.ts";
 import { createChatCompletion, streamChatCompletion } from "../shared/api/openai.ts";
 import { ErrorResponse } from "../shared/api/openai-schema.ts";
+import { refuseUnknownSamplers } from "../shared/api/sampling.ts";
 import type { InferenceService } from "../shared/api/service.ts";
 import type { AgentInfo } from "../shared/cache/index.ts";
 import { ChatCompletionsBody, ChatCompletionsResponse } from "./chat-completions.ts";
@@ -79,6 +80,7 @@ export const agents = (s: AgentsService) =>
       },
       {
         params: AgentParams,
+        transform: ({ body }) => refuseUnknownSamplers(body),
         body: ChatCompletionsBody,
         response: { 200: ChatCompletionsResponse, ...Errors },
         detail: {

@@ -1,12 +1,14 @@
-// POST /v1/chat/completions: the OpenAI Chat Completions API, streaming or not, with tool calls.
-// Accepted and ignored: frequency_penalty, presence_penalty (no penalties in the sampler yet).
-// Refused with a 400: n > 1, top_logprobs > 0, response_format other than "text", non-text content.
+// POST /v1/chat/completions: the OpenAI Chat Completions API, streaming or not, with tool calls,
+// logprobs with top_logprobs, response_format (constrained JSON) and the sampler chain's fields
+// (vLLM / llama.cpp names, sent at the top level or through the SDKs' extra_body).
+// Refused with a 400: n > 1, non-text content, sampler fields this server does not implement.
 import { Type } from "@sinclair/typebox";
 import { Elysia, t } from "elysia";
 import { createChatCompletion, streamChatCompletion } from "../shared/api/openai.ts";
 import {
-  ChatCompletion, ChatMessageParam, ChatToolChoice, ErrorResponse, FunctionTool, Ignored, OpenAIHeaders, ResponseFormat, Stop, StreamOptions,
+  ChatCompletion, ChatMessageParam, ChatToolChoice, ErrorResponse, FunctionTool, OpenAIHeaders, ResponseFormat, SamplingFields, Stop, StreamOptions,
 } from "../shared/api/openai-schema.ts";
+import { refuseUnknownSamplers } from "../shared/api/sampling.ts";
 import type { InferenceService } from "../shared/api/service.ts";
 import { MAX_TOKENS_LIMIT } from "./messages.ts";
 
@@ -33,8 +35,7 @@ export const ChatCompletionsBody = t.Object({
   tool_choice: t.Optional(ChatToolChoice),
   parallel_tool_calls: Nullable(t.Boolean()),
   response_format: Nullable(ResponseFormat),
-  frequency_penalty: Ignored,
-  presence_penalty: Ignored,
+  ...SamplingFields,
 });
 export type ChatCompletionsBody = typeof ChatCompletionsBody.static;
 
@@ -54,6 +55,7 @@ export const chatCompletions = (s: InferenceService) =>
       return await createChatCompletion(served, body, call, s.fingerprint());
     },
     {
+      transform: ({ body }) => refuseUnknownSamplers(body),
       body: ChatCompletionsBody,
       headers: OpenAIHeaders,
       response: { 200: ChatCompletionsResponse, ...OpenAIErrors },

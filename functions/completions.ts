@@ -1,8 +1,10 @@
-// POST /v1/completions: the legacy OpenAI Completions API over a plain prompt (text or token ids).
+// POST /v1/completions: the legacy OpenAI Completions API over a plain prompt (text or token ids),
+// with its logprobs (n best per token) and the sampler chain's fields as on chat completions.
 import { Elysia, t } from "elysia";
 import { Type } from "@sinclair/typebox";
 import { createCompletion, streamCompletion } from "../shared/api/completions.ts";
-import { OpenAIHeaders, Stop, StreamOptions, TextCompletion } from "../shared/api/openai-schema.ts";
+import { OpenAIHeaders, SamplingFields, Stop, StreamOptions, TextCompletion } from "../shared/api/openai-schema.ts";
+import { refuseUnknownSamplers } from "../shared/api/sampling.ts";
 import type { InferenceService } from "../shared/api/service.ts";
 import { MaxTokens, OpenAIErrors } from "./chat-completions.ts";
 
@@ -25,6 +27,7 @@ export const CompletionsBody = t.Object({
   logprobs: t.Optional(t.Union([Type.Integer({ minimum: 0, maximum: 5 }), t.Null()])),
   suffix: t.Optional(t.Union([t.String(), t.Null()])),
   user: t.Optional(t.String({ maxLength: 256 })),
+  ...SamplingFields,
 });
 export type CompletionsBody = typeof CompletionsBody.static;
 
@@ -42,6 +45,7 @@ export const completions = (s: InferenceService) =>
       return await createCompletion(served, body, call, s.fingerprint());
     },
     {
+      transform: ({ body }) => refuseUnknownSamplers(body, ["best_of"]),
       body: CompletionsBody,
       headers: OpenAIHeaders,
       response: { 200: CompletionsResponse, ...OpenAIErrors },

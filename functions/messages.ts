@@ -1,9 +1,11 @@
 // POST /v1/messages (also ?beta=true, as Claude Code sends it): the Anthropic Messages API,
-// streaming or not, with tool use. Translation lives in shared/api/anthropic.ts.
+// streaming or not, with tool use (a forced tool_choice is constrained to a valid call) and the
+// sampler chain's extra fields. Translation lives in shared/api/anthropic.ts.
 import { Type } from "@sinclair/typebox";
 import { Elysia, t } from "elysia";
 import { createMessage, streamMessage } from "../shared/api/anthropic.ts";
-import { AnthropicHeaders, BetaQuery, ErrorResponse, Message, PromptFields } from "../shared/api/anthropic-schema.ts";
+import { AnthropicHeaders, BetaQuery, ErrorResponse, Message, PromptFields, SamplingFields } from "../shared/api/anthropic-schema.ts";
+import { refuseUnknownSamplers } from "../shared/api/sampling.ts";
 import type { InferenceService } from "../shared/api/service.ts";
 
 /** Far above any context we serve; larger values are refused, smaller ones clamped to the room left. */
@@ -20,6 +22,7 @@ export const MessagesBody = t.Object({
   metadata: t.Optional(t.Object({ user_id: t.Optional(t.Union([t.String(), t.Null()])) })),
   /** Accepted and ignored: the served models do not think in separate blocks. */
   thinking: t.Optional(t.Unknown()),
+  ...SamplingFields,
 });
 export type MessagesBody = typeof MessagesBody.static;
 
@@ -48,6 +51,7 @@ export const messages = (s: InferenceService) =>
       return await createMessage(served, body, call);
     },
     {
+      transform: ({ body }) => refuseUnknownSamplers(body),
       body: MessagesBody,
       headers: AnthropicHeaders,
       query: BetaQuery,

@@ -2,6 +2,7 @@
 // Streams a completion to the terminal and prints prefill and decode speed.
 import { parseArgs } from "node:util";
 import { generate } from "../shared/engine/generate.ts";
+import type { SamplingOptions } from "../shared/engine/sampling/options.ts";
 import { loadModel, type WeightMode } from "../shared/models/load.ts";
 import { defaultModelPath } from "../shared/paths.ts";
 
@@ -30,7 +31,7 @@ const loadMs = performance.now() - t0;
 const text = values.raw ? values.prompt : m.chatTemplate.render({ messages: [{ role: "user", content: values.prompt }], addGenerationPrompt: true });
 const promptIds = m.tokenizer.encode(text, { specials: !values.raw });
 const caches = m.model.makeCache();
-const sampling = { temperature: Number(values.temperature), topP: Number(values["top-p"]), topK: Number(values["top-k"]), seed: values.seed ? Number(values.seed) : undefined };
+const sampling: SamplingOptions = { temperature: Number(values.temperature), top_p: Number(values["top-p"]), top_k: Number(values["top-k"]), ...(values.seed ? { seed: Number(values.seed) } : {}) };
 for await (const e of generate(m, { promptIds, maxTokens: Number(values["max-tokens"]), sampling }, caches)) {
   if (e.type !== "done") process.stdout.write(e.text);
   else {

@@ -12,7 +12,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import { BatchEngine } from "../../shared/engine/batch-engine.ts";
-import { GREEDY } from "../../shared/engine/sampler.ts";
+import { GREEDY } from "../../shared/engine/sampling/options.ts";
 import * as mx from "../../shared/mlx/index.ts";
 import { mlxVersion } from "../../shared/mlx/index.ts";
 import { BatchKVCache } from "../../shared/models/batch-cache.ts";

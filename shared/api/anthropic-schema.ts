@@ -2,6 +2,7 @@
 // /v1/messages/count_tokens. Unknown fields are accepted and dropped (clients send many);
 // fields whose meaning we cannot honour are refused by the translation with a clear 400.
 import { type Static, Type as t } from "@sinclair/typebox";
+import { ExtraSamplingFieldSchemas, SamplingFieldSchemas } from "../engine/sampling/schema.ts";
 
 const Id = t.String({ minLength: 1, maxLength: 256 });
 
@@ -69,6 +70,9 @@ export type PromptInput = {
   tools?: ToolParam[];
   tool_choice?: ToolChoiceParam;
 };
+
+/** Sampler fields beyond Anthropic's temperature, top_p and top_k, as vLLM and llama.cpp take them at the top level. */
+export const SamplingFields = { ...ExtraSamplingFieldSchemas, seed: SamplingFieldSchemas.seed };
 
 export const Usage = t.Object({
   /** Prompt tokens prefilled: excludes cache reads (Claude Code adds all three). */

@@ -6,6 +6,7 @@ import type { ContentBlockParam, Message, PromptInput, StopReason, SystemParam, 
 import { anthropicErrorBody, invalid, toApiError } from "./errors.ts";
 import { collectTurn, type Finish, startTurn, type TurnEvent, type Usage as UsageCounts } from "./generation.ts";
 import { buildChatPrompt, type ChatPrompt, type Conversation, prefixTokens, type ToolChoice, type Turn } from "./prompt.ts";
+import { samplingOf, toolCallFormat } from "./sampling.ts";
 import { type Call, newId, type Served } from "./service.ts";
 import { SSE_COMMENT_PING, sseEvent, sseResponse } from "./sse.ts";
 
@@ -134,7 +135,7 @@ export function anthropicConversation(input: PromptInput): { conv: Conversation;
   const tools = (input.tools ?? []).flatMap((t, i) => {
     if (t.type !== undefined && t.type !== "custom") return [];
     if (!t.input_schema) throw invalid(`tools.${i}.input_schema`, "required");
-    return [{ name: t.name, description: t.description, parameters: t.input_schema }];
+    return [{ name: t.name, description: t.description, parameters: t.input_schema, field: `tools.${i}.input_schema` }];
   });
   const tc = input.tool_choice;
   let toolChoice: ToolChoice = { kind: "auto" };
@@ -185,7 +186,9 @@ function begin(served: Served, input: MessagesInput, call: Call): AsyncIterable<
     agentId: call.agentId,
     promptIds: prompt.ids,
     maxTokens: input.max_tokens,
-    sampling: { temperature: input.temperature ?? 1, topP: input.top_p ?? 1, topK: input.top_k ?? 0 },
+    sampling: samplingOf(input, served.model.tokenizer),
+    // tool_choice any / tool: the call is constrained to parse, with input valid for its schema.
+    format: toolCallFormat(conv),
     stop: input.stop_sequences ?? [],
     logprobs: false,
     signal: call.signal,

@@ -3,6 +3,8 @@
 // onError uses these; streaming code uses the SSE forms once a 200 has gone out.
 import { AgentBusyError } from "../cache/index.ts";
 import { ContextLengthError, QueueFullError } from "../engine/engine.ts";
+import { SamplingOptionError } from "../engine/sampling/options.ts";
+import { SchemaError } from "../engine/structured/schema.ts";
 
 export type ErrorKind =
   | "invalid_request"
@@ -70,6 +72,9 @@ export function toApiError(error: unknown): ApiError {
     return new ApiError("invalid_request", error.message, { param: "messages", code: "context_length_exceeded" });
   }
   if (error instanceof AgentBusyError) return new ApiError("conflict", error.message, { retryAfterSeconds: 1 });
+  // The API layer checks these first; a request that reaches the engine unchecked still gets a 400.
+  if (error instanceof SamplingOptionError) return new ApiError("invalid_request", error.message, { param: error.field });
+  if (error instanceof SchemaError) return new ApiError("invalid_request", error.message);
   return new ApiError("internal", "internal server error");
 }
 

@@ -2,7 +2,9 @@
 // text as it streams, and ends with a finish reason and usage. The API renderers (anthropic.ts,
 // openai.ts) only translate these events into their own wire format.
 import { ContextLengthError, type Engine, type EngineEvent, type GenerationRequest } from "../engine/engine.ts";
-import type { SamplingParams } from "../engine/sampler.ts";
+import type { SamplingOptions } from "../engine/sampling/options.ts";
+import type { JsonFormat } from "../engine/structured/constraint.ts";
+import { tokenBytesOf } from "../engine/structured/vocabulary.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { ToolCallParser, type ToolParseEvent } from "./tool-calls.ts";
 
@@ -18,7 +20,10 @@ export type Usage = {
 /** Why a turn ended, in API-neutral terms. */
 export type Finish = "end" | "stop_sequence" | "length" | "context" | "tool_calls" | "cancelled";
 
-export type TokenLogprob = { token: string; logprob: number; bytes: number[] };
+export type TopLogprob = { token: string; logprob: number; bytes: number[] };
+
+/** A generated token as OpenAI reports it: its text, log-probability, UTF-8 bytes and the most likely alternatives (when asked). */
+export type TokenLogprob = TopLogprob & { top_logprobs: TopLogprob[] };
 
 export type TurnEvent =
   | { type: "started"; promptTokens: number; cachedTokens: number }
@@ -46,9 +51,13 @@ export type TurnRequest = {
   promptIds: number[];
   /** Requested; clamped to what the context leaves. undefined: as much as the context leaves. */
   maxTokens: number | undefined;
-  sampling: SamplingParams;
+  sampling: SamplingOptions;
+  /** Structured output (response_format, or the arguments of a forced tool call). */
+  format?: JsonFormat | null;
   stop: string[];
   logprobs: boolean;
+  /** Alternatives reported per token (with logprobs). */
+  topLogprobs?: number;
   signal: AbortSignal;
   tools: TurnTools | null;
   /** Explicit caching (Anthropic cache_control): keep the first pinTokens cached for ttlMs. */
@@ -75,8 +84,10 @@ export function startTurn(engine: Engine, model: TurnModel, req: TurnRequest): A
     promptIds: req.promptIds,
     maxTokens,
     sampling: req.sampling,
+    ...(req.format ? { format: req.format } : {}),
     stop: req.stop,
     logprobs: req.logprobs,
+    ...(req.topLogprobs ? { topLogprobs: req.topLogprobs } : {}),
     signal: AbortSignal.any([req.signal, stopEarly.signal]),
     ...(req.cacheControl ? { cacheControl: req.cacheControl } : {}),
   };
@@ -141,8 +152,8 @@ async function* run(
       yield { type: "started", promptTokens: e.promptTokens, cachedTokens: e.cachedTokens };
     } else if (e.type === "token") {
       if (req.logprobs && e.logprob !== undefined) {
-        const token = tokenizer.decode([e.id]);
-        logprobs.push({ token, logprob: e.logprob, bytes: [...new TextEncoder().encode(token)] });
+        const top = (e.topLogprobs ?? []).map((t) => ({ ...tokenInfo(tokenizer, t.id), logprob: t.logprob }));
+        logprobs.push({ ...tokenInfo(tokenizer, e.id), logprob: e.logprob, top_logprobs: top });
       }
       feed(e.text);
     } else if (e.type === "text") {
@@ -173,6 +184,22 @@ async function* run(
     }
     if (out.length) yield* out.splice(0);
   }
+}
+
+const bytesOf = new WeakMap<Tokenizer, (id: number) => Uint8Array>();
+
+/** A token's text (as the tokenizer decodes it alone) and its own UTF-8 bytes (part of a character, maybe). */
+export function tokenInfo(tokenizer: Tokenizer, id: number): { token: string; bytes: number[] } {
+  let of = bytesOf.get(tokenizer);
+  if (!of) {
+    try {
+      of = tokenBytesOf(tokenizer);
+    } catch {
+      of = (i) => new TextEncoder().encode(tokenizer.decode([i])); // a vocabulary whose bytes cannot be told
+    }
+    bytesOf.set(tokenizer, of);
+  }
+  return { token: tokenizer.decode([id]), bytes: [...of(id)] };
 }
 
 export type AnswerBlock = { type: "text"; text: string } | { type: "tool_call"; id: string; name: string; arguments: string };

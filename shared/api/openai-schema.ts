@@ -1,6 +1,7 @@
 // The OpenAI Chat Completions and Completions wire types as TypeBox schemas. Unknown fields are
 // accepted and dropped; fields we cannot honour are refused by the translation with a 400.
 import { type Static, Type as t } from "@sinclair/typebox";
+import { ExtraSamplingFieldSchemas, JsonResponseFormat, nullable, SamplingFieldSchemas } from "../engine/sampling/schema.ts";
 
 export const TextPart = t.Object({ type: t.Literal("text"), text: t.String() });
 export const ImagePart = t.Object({ type: t.Literal("image_url"), image_url: t.Unknown() });
@@ -55,10 +56,22 @@ export const Stop = t.Union([t.String({ minLength: 1 }), t.Array(t.String({ minL
 
 export const StreamOptions = t.Union([t.Object({ include_usage: t.Optional(t.Boolean()) }), t.Null()]);
 
-/** Accepted and ignored: the sampler has no penalties yet (documented in the function). */
-export const Ignored = t.Optional(t.Union([t.Number({ minimum: -2, maximum: 2 }), t.Null()]));
+/**
+ * The sampler fields beyond temperature, top_p, top_k and seed: OpenAI's penalties and
+ * logit_bias, and the extras vLLM and llama.cpp take at the top level (the SDKs' extra_body).
+ */
+export const SamplingFields = {
+  ...nullable({
+    frequency_penalty: SamplingFieldSchemas.frequency_penalty,
+    presence_penalty: SamplingFieldSchemas.presence_penalty,
+    logit_bias: SamplingFieldSchemas.logit_bias,
+  }),
+  ...nullable(ExtraSamplingFieldSchemas),
+};
 
-export const ResponseFormat = t.Object({ type: t.String() });
+/** text, json_object, or json_schema {name, schema, strict}: the output is constrained to valid JSON (of the schema). */
+export const ResponseFormat = JsonResponseFormat;
+export type ResponseFormat = Static<typeof ResponseFormat>;
 
 export const CompletionUsage = t.Object({
   prompt_tokens: t.Integer(),
@@ -101,13 +114,22 @@ export const ChatCompletion = t.Object({
 });
 export type ChatCompletion = Static<typeof ChatCompletion>;
 
+/** The Completions API's logprobs: per token, its text, log-probability, the n most likely (and it) by text, and its offset in the text. */
+export const LegacyLogprobs = t.Object({
+  tokens: t.Array(t.String()),
+  token_logprobs: t.Array(t.Number()),
+  top_logprobs: t.Array(t.Record(t.String(), t.Number())),
+  text_offset: t.Array(t.Integer()),
+});
+export type LegacyLogprobs = Static<typeof LegacyLogprobs>;
+
 export const TextCompletion = t.Object({
   id: t.String(),
   object: t.Literal("text_completion"),
   created: t.Integer(),
   model: t.String(),
   system_fingerprint: t.String(),
-  choices: t.Array(t.Object({ text: t.String(), index: t.Integer(), logprobs: t.Null(), finish_reason: FinishReason })),
+  choices: t.Array(t.Object({ text: t.String(), index: t.Integer(), logprobs: t.Union([LegacyLogprobs, t.Null()]), finish_reason: FinishReason })),
   usage: CompletionUsage,
 });
 export type TextCompletion = Static<typeof TextCompletion>;

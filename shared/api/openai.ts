@@ -4,11 +4,13 @@
 import { errorFields, log } from "../log.ts";
 import { invalid, openaiErrorBody, toApiError } from "./errors.ts";
 import { type AnswerBlock, collectTurn, type Finish, startTurn, type TokenLogprob, type TurnEvent, type TurnTools, type Usage } from "./generation.ts";
-import type { ChatCompletion, ChatMessageParam, ChatToolChoice, CompletionUsage, FinishReason, FunctionTool } from "./openai-schema.ts";
+import type { ChatCompletion, ChatMessageParam, ChatToolChoice, CompletionUsage, FinishReason, FunctionTool, ResponseFormat } from "./openai-schema.ts";
 import { buildChatPrompt, type ChatPrompt, type Conversation, type ToolChoice, type Turn } from "./prompt.ts";
+import { responseFormat, samplingOf, toolCallFormat } from "./sampling.ts";
 import { type Call, newId, type Served } from "./service.ts";
 import { SSE_COMMENT_PING, SSE_DONE, sseData, sseResponse } from "./sse.ts";
 
+/** What both OpenAI routes read besides their prompt; the sampler chain's fields are read by name (shared/api/sampling.ts). */
 export type Sampling = {
   temperature?: number | null;
   top_p?: number | null;
@@ -31,7 +33,7 @@ export type ChatInput = Sampling & {
   tools?: FunctionTool[];
   tool_choice?: ChatToolChoice;
   parallel_tool_calls?: boolean | null;
-  response_format?: { type: string } | null;
+  response_format?: ResponseFormat | null;
 };
 
 
@@ -102,7 +104,12 @@ export function openaiConversation(input: ChatInput): { conv: Conversation; para
       turns.push({ role: m.role === "developer" ? "system" : m.role, text: textOf(m.content, `${field}.content`) });
     }
   });
-  const tools = (input.tools ?? []).map((t) => ({ name: t.function.name, description: t.function.description, parameters: t.function.parameters ?? { type: "object", properties: {} } }));
+  const tools = (input.tools ?? []).map((t, i) => ({
+    name: t.function.name,
+    description: t.function.description,
+    parameters: t.function.parameters ?? { type: "object", properties: {} },
+    field: `tools.${i}.function.parameters`,
+  }));
   const tc = input.tool_choice;
   let toolChoice: ToolChoice = { kind: "auto" };
   if (tc === "none") toolChoice = { kind: "none" };
@@ -119,21 +126,17 @@ export function checkSampling(input: Sampling): void {
   if ((input.n ?? 1) !== 1) throw invalid("n", "only n=1 is supported");
 }
 
-export function samplingOf(input: Sampling) {
-  return { temperature: input.temperature ?? 1, topP: input.top_p ?? 1, topK: input.top_k ?? 0, ...(input.seed != null ? { seed: input.seed } : {}) };
-}
-
 export const stopsOf = (stop: string | string[] | null | undefined) => (stop == null ? [] : typeof stop === "string" ? [stop] : stop);
 
 function beginChat(served: Served, input: ChatInput, call: Call): { turn: AsyncIterable<TurnEvent>; prompt: ChatPrompt } {
   served.aliases.resolve(input.model);
   checkSampling(input);
-  if (input.response_format && input.response_format.type !== "text") {
-    throw invalid("response_format", `${JSON.stringify(input.response_format.type)} is not supported (no constrained decoding yet); use "text"`);
-  }
-  if ((input.top_logprobs ?? 0) > 0) throw invalid("top_logprobs", "alternatives are not computed yet; use logprobs: true with top_logprobs 0");
+  if ((input.top_logprobs ?? 0) > 0 && input.logprobs !== true) throw invalid("top_logprobs", "requires logprobs: true");
+  const sampling = samplingOf(input, served.model.tokenizer);
   const { conv, parallel } = openaiConversation(input);
   const prompt = buildChatPrompt(served.model, conv);
+  // A forced tool call is constrained to a valid call; else response_format, if any.
+  const format = toolCallFormat(conv) ?? responseFormat(input.response_format);
   const tools: TurnTools | null = prompt.toolsActive
     ? { names: new Set(conv.tools.map((t) => t.name)), forcedPrefix: prompt.forcedPrefix, parallel, newId: () => newId("call_") }
     : null;
@@ -142,9 +145,11 @@ function beginChat(served: Served, input: ChatInput, call: Call): { turn: AsyncI
     agentId: call.agentId,
     promptIds: prompt.ids,
     maxTokens: input.max_completion_tokens ?? input.max_tokens ?? undefined,
-    sampling: samplingOf(input),
+    sampling,
+    format,
     stop: stopsOf(input.stop),
     logprobs: input.logprobs === true,
+    topLogprobs: input.logprobs === true ? (input.top_logprobs ?? 0) : 0,
     signal: call.signal,
     observe: call.observe,
     tools,
@@ -154,7 +159,7 @@ function beginChat(served: Served, input: ChatInput, call: Call): { turn: AsyncI
 
 export const created = () => Math.floor(Date.now() / 1000);
 
-const logprobsOf = (lp: TokenLogprob[]) => ({ content: lp.map((l) => ({ ...l, top_logprobs: [] })), refusal: null });
+const logprobsOf = (lp: TokenLogprob[]) => ({ content: lp, refusal: null });
 
 /** POST /v1/chat/completions without streaming. */
 export async function createChatCompletion(served: Served, input: ChatInput, call: Call, fingerprint: string): Promise<ChatCompletion> {

@@ -2,6 +2,7 @@
 // chat template. Tools go through the template when it reads `tools`; otherwise they are
 // described in a system-prompt section (TOOL_PROMPT below, the documented format) and the
 // model is asked to answer with <tool_call> blocks, which shared/api/tool-calls.ts parses.
+import type { JsonFormat } from "../engine/structured/constraint.ts";
 import type { ChatMessage, ChatTemplate, ToolSchema } from "../tokenizer/chat-template.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { ApiError } from "./errors.ts";
@@ -15,7 +16,13 @@ export type Turn =
   | { role: "assistant"; text: string; toolCalls: ToolCallTurn[] }
   | { role: "tool"; toolCallId: string; name: string; text: string };
 
-export type ToolDefinition = { name: string; description?: string; parameters: Record<string, unknown> };
+export type ToolDefinition = {
+  name: string;
+  description?: string;
+  parameters: Record<string, unknown>;
+  /** Where the request gave `parameters` ("tools.0.input_schema"), for errors. */
+  field?: string;
+};
 
 export type ToolChoice = { kind: "auto" } | { kind: "none" } | { kind: "required" } | { kind: "named"; name: string };
 
@@ -104,6 +111,52 @@ export function forcedToolPrefix(choice: ToolChoice): string {
   if (choice.kind === "required") return `${TOOL_CALL_OPEN}\n`;
   if (choice.kind === "named") return `${TOOL_CALL_OPEN}\n{"name": ${JSON.stringify(choice.name)}, "arguments": `;
   return "";
+}
+
+/**
+ * What a forced call's output must be after its forced prefix, so it always parses as a call
+ * with valid arguments: for a named tool its arguments then the "}" closing the call the
+ * prefix opened; for "required" a whole call object naming one of the tools. Null when no
+ * call is forced (or an assistant prefill replaces the prefix).
+ * @example forcedToolFormat(conv) // { type: "json_schema", schema: tool.parameters, suffix: "}" }
+ */
+export function forcedToolFormat(conv: Conversation): JsonFormat | null {
+  const choice = conv.toolChoice;
+  if (conv.prefill || !conv.tools.length) return null;
+  if (choice.kind === "named") {
+    const tool = conv.tools.find((t) => t.name === choice.name);
+    return tool ? { type: "json_schema", schema: tool.parameters, suffix: "}" } : null;
+  }
+  if (choice.kind !== "required") return null;
+  // Each tool's schema moves under $defs, its own local references rebased there.
+  const $defs = Object.fromEntries(conv.tools.map((t, i) => [`tool${i}`, rebaseRefs(t.parameters, `#/$defs/tool${i}`)]));
+  const anyOf = conv.tools.map((t, i) => ({
+    type: "object",
+    properties: { name: { const: t.name }, arguments: { $ref: `#/$defs/tool${i}` } },
+    required: ["name", "arguments"],
+    additionalProperties: false,
+  }));
+  return { type: "json_schema", schema: { anyOf, $defs } };
+}
+
+// "#" and "#/…" references of a schema moved to `base`. Literal values (const, enum…) are left
+// alone; maps of subschemas (properties, $defs…) are walked by value, whatever their keys.
+const LITERALS = new Set(["const", "enum", "default", "examples"]);
+const SCHEMA_MAPS = new Set(["properties", "patternProperties", "$defs", "definitions", "dependentSchemas"]);
+
+function rebaseRefs(schema: unknown, base: string): unknown {
+  if (Array.isArray(schema)) return schema.map((s) => rebaseRefs(s, base));
+  if (schema === null || typeof schema !== "object") return schema;
+  return Object.fromEntries(
+    Object.entries(schema).map(([k, v]) => {
+      if (k === "$ref" && typeof v === "string" && (v === "#" || v.startsWith("#/"))) return [k, base + v.slice(1)];
+      if (LITERALS.has(k)) return [k, v];
+      if (SCHEMA_MAPS.has(k) && v !== null && typeof v === "object" && !Array.isArray(v)) {
+        return [k, Object.fromEntries(Object.entries(v).map(([name, sub]) => [name, rebaseRefs(sub, base)]))];
+      }
+      return [k, rebaseRefs(v, base)];
+    }),
+  );
 }
 
 /**

@@ -6,15 +6,18 @@
 // batch when its prefill ends and leaves it when it finishes or is cancelled, writing its K/V
 // back to the pool.
 import { type BlockPool, type Lease, type LayerKV, Leases, type Match } from "../cache/index.ts";
-import { array, concatenate, dispose, Dtype, evaluate, itemSize, memoryStats, type MxArray, reshape, slice, tidy } from "../mlx/index.ts";
+import { array, dispose, Dtype, evaluate, itemSize, memoryStats, type MxArray, reshape, tidy } from "../mlx/index.ts";
 import { BatchKVCache } from "../models/batch-cache.ts";
 import { KVCache } from "../models/cache.ts";
 import type { LoadedModel } from "../models/load.ts";
+import { draw, readDraw, type RowSampler } from "./draw.ts";
 import { ContextLengthError, type Engine, type EngineEvent, type GenerationRequest, QueueFullError } from "./engine.ts";
 import { FairQueue } from "./fair-queue.ts";
 import { prefillStep } from "./generate.ts";
-import { logprobOf, Sampler } from "./sampler.ts";
-import { TokenOutput } from "./token-output.ts";
+import { samplerForRequest } from "./sampling/for-request.ts";
+import { type TokenStats, TokenOutput } from "./token-output.ts";
+
+type Choice = { id: number; stats: TokenStats };
 
 export type BatchEngineOptions = {
   pool?: BlockPool | null;
@@ -51,7 +54,8 @@ class Sequence {
   state: State = "leasing";
   lease: Lease | null = null;
   caches: KVCache[] | null = null;
-  sampler: Sampler | null = null;
+  /** Its sampler chain (seed, penalty window, mirostat's mu, JSON constraint) and what it reports. */
+  sampler: RowSampler | null = null;
   /** Prompt tokens served from the pool, and prompt tokens in the caches so far. */
   cached = 0;
   prefilled = 0;
@@ -331,7 +335,16 @@ export class BatchEngine implements Engine {
       this.#finish(seq, "cancelled");
       return;
     }
-    seq.sampler = new Sampler(seq.req.sampling);
+    const { sampling, promptIds, format, logprobs, topLogprobs } = seq.req;
+    try {
+      const chain = samplerForRequest({ sampling, promptIds, maxTokens: seq.out.opts.maxTokens, format }, this.loaded.model.vocabSize, this.loaded.tokenizer);
+      seq.sampler = { chain, logprobs: logprobs === true, topLogprobs: topLogprobs ?? 0 };
+    } catch (e) {
+      // Options the API layer did not check (a direct engine user): this request fails alone.
+      this.#close(seq);
+      seq.fail(e);
+      return;
+    }
     seq.state = "prefilling";
     this.#prefilling.push(seq);
     seq.emit({ type: "started", promptTokens: seq.req.promptIds.length, cachedTokens: cached, queueMs: seq.startedAt - seq.queuedAt });
@@ -371,9 +384,9 @@ export class BatchEngine implements Engine {
           this.#finish(seq, "length");
           return { request: seq.id, tokens: n };
         }
-        const [id, logprob] = this.#sample([seq], logits!);
-        first = id[0];
-        this.#accept(seq, first, logprob?.[0]);
+        const [pick] = this.#sample([seq], logits!);
+        first = pick.id;
+        this.#accept(seq, pick);
       } finally {
         logits!.free();
       }
@@ -390,33 +403,20 @@ export class BatchEngine implements Engine {
     return { request: seq.id, tokens: n };
   }
 
-  /** Chosen ids (and logprobs when asked) for each row of `logits` (B, V), each by its own sampler. */
-  #sample(rows: Sequence[], logits: MxArray): [Int32Array, Float32Array | null] {
-    const B = rows.length;
-    const V = logits.shape[1];
-    const anyLogprobs = rows.some((s) => s.req.logprobs);
-    const [ids, lps] = tidy(() => {
-      const picked: MxArray[] = [];
-      const lps: MxArray[] = [];
-      rows.forEach((s, i) => {
-        const row = B === 1 ? logits : slice(logits, [i, 0], [i + 1, V]);
-        const id = s.sampler!.sample(row);
-        picked.push(id);
-        if (anyLogprobs) lps.push(logprobOf(row, id));
-      });
-      return [B === 1 ? picked[0] : concatenate(picked, 0), anyLogprobs ? (B === 1 ? lps[0] : concatenate(lps, 0)) : null];
-    });
-    try {
-      evaluate(ids, ...(lps ? [lps] : []));
-      return [Int32Array.from(ids.data() as Int32Array), lps ? lps.toFloat32() : null];
-    } finally {
-      dispose([ids, lps]);
-    }
+  /** Each row of `logits` (B, V) drawn by its own sampler, with the stats it asked for. */
+  #sample(rows: Sequence[], logits: MxArray): Choice[] {
+    const samplers = rows.map((s) => s.sampler!);
+    return readDraw(draw(samplers, logits), samplers);
   }
 
-  #accept(seq: Sequence, id: number, logprob: number | undefined): void {
+  // The chain sees every token in order (a JSON constraint's next mask depends on it); a
+  // completed JSON value ends the sequence as its end of sequence would.
+  #accept(seq: Sequence, pick: Choice): void {
     if (!seq.firstTokenAt) seq.firstTokenAt = performance.now();
-    const e = seq.out.push(id, seq.req.logprobs ? logprob : undefined);
+    const chain = seq.sampler!.chain;
+    chain.accept(pick.id);
+    const e = seq.out.push(pick.id, pick.stats);
+    if (chain.done) seq.out.complete();
     if (e) seq.emit(e);
   }
 
@@ -451,8 +451,7 @@ export class BatchEngine implements Engine {
   #decode(): number {
     const rows = this.#decoding;
     const B = rows.length;
-    let ids: Int32Array;
-    let logprobs: Float32Array | null;
+    let picks: Choice[];
     try {
       const logits = tidy(() => {
         const input = array(Int32Array.from(rows.map((s) => s.next)), [B, 1], Dtype.int32);
@@ -460,7 +459,7 @@ export class BatchEngine implements Engine {
         return reshape(out, [B, out.shape[2]]);
       });
       try {
-        [ids, logprobs] = this.#sample(rows, logits);
+        picks = this.#sample(rows, logits);
       } finally {
         logits.free();
       }
@@ -473,12 +472,12 @@ export class BatchEngine implements Engine {
     rows.forEach((s, i) => {
       s.fed.push(s.next);
       try {
-        this.#accept(s, ids[i], logprobs?.[i]);
+        this.#accept(s, picks[i]);
       } catch (e) {
         failed.set(s, e); // this row's own failure (e.g. an id its tokenizer cannot decode)
       }
       if (s.out.reason || failed.has(s)) done.push(i);
-      else s.next = ids[i];
+      else s.next = picks[i].id;
     });
     if (done.length) this.#leave(done, "length", failed);
     return B;
@@ -553,7 +552,7 @@ export class BatchEngine implements Engine {
   #close(seq: Sequence): void {
     seq.state = "finished";
     this.#freeCaches(seq);
-    seq.sampler?.free();
+    seq.sampler?.chain.free();
     seq.sampler = null;
     seq.lease?.release();
     seq.lease = null;

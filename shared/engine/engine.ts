@@ -1,7 +1,8 @@
 // The engine's contract with the functions: typed generation requests in, events out. JSON and
 // HTTP stay in the functions; the engine sees token ids and typed parameters only.
 import type { LoadedModel } from "../models/load.ts";
-import type { SamplingParams } from "./sampler.ts";
+import type { SamplingOptions } from "./sampling/options.ts";
+import type { JsonFormat } from "./structured/constraint.ts";
 
 export type GenerationRequest = {
   /** The caller's tenant (its API key's identity, "local" without keys): caches never cross it. */
@@ -10,20 +11,28 @@ export type GenerationRequest = {
   agentId?: string | null;
   promptIds: number[];
   maxTokens: number;
-  sampling: SamplingParams;
+  /** The sampler chain's options ({ temperature: 0 } is greedy); the same seed gives the same tokens, batched or alone. */
+  sampling: SamplingOptions;
+  /** Structured output: the completion is this JSON and ends once the value is complete. */
+  format?: JsonFormat | null;
   stop: string[];
   logprobs?: boolean;
+  /** Also report this many most likely tokens at each step (0..20). */
+  topLogprobs?: number;
   /** Aborting cancels the generation within one decode step. */
   signal?: AbortSignal;
   /** Explicit caching (Anthropic cache_control, the agent API's pin): keep the first `pinTokens` cached for `ttlMs`. */
   cacheControl?: { pinTokens: number; ttlMs: number };
 };
 
+/** One of the most likely tokens at a step, by the model's raw distribution. */
+export type TopLogprob = { id: number; logprob: number };
+
 export type FinishReason = "stop" | "length" | "eos" | "cancelled";
 
 export type EngineEvent =
   | { type: "started"; promptTokens: number; cachedTokens: number; queueMs: number }
-  | { type: "token"; id: number; text: string; logprob?: number }
+  | { type: "token"; id: number; text: string; logprob?: number; topLogprobs?: TopLogprob[] }
   | { type: "text"; text: string }
   | {
       type: "done";

@@ -1,28 +1,34 @@
 // Single-sequence generation: chunked prefill into the layer caches, then decode with the
 // next step's graph built while the current token computes (as mlx-lm does), stopping on
 // EOS, stop strings or max tokens. Emits events for streaming.
-import { array, asyncEvaluate, dispose, Dtype, evaluate, keep, type MxArray, reshape, slice, tidy } from "../mlx/index.ts";
+import { array, dispose, Dtype, evaluate, type MxArray, reshape, slice, tidy } from "../mlx/index.ts";
 import type { LayerCache } from "../models/cache.ts";
 import type { LanguageModel } from "../models/model.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
-import type { FinishReason } from "./engine.ts";
-import { GREEDY, logprobOf, Sampler, type SamplingParams } from "./sampler.ts";
+import { type Draw, draw, readDraw, type RowSampler, startDraw } from "./draw.ts";
+import type { FinishReason, TopLogprob } from "./engine.ts";
+import { samplerForRequest } from "./sampling/for-request.ts";
+import { GREEDY, type SamplingOptions } from "./sampling/options.ts";
+import type { JsonFormat } from "./structured/constraint.ts";
 import { TokenOutput } from "./token-output.ts";
-
 
 export type GenerateRequest = {
   promptIds: readonly number[];
   maxTokens: number;
-  sampling?: SamplingParams;
+  /** Greedy when absent. */
+  sampling?: SamplingOptions;
+  /** Structured output: the completion is this JSON and ends once the value is complete. */
+  format?: JsonFormat | null;
   stop?: readonly string[];
   /** Prompt tokens per forward pass during prefill. */
   prefillChunk?: number;
   logprobs?: boolean;
+  topLogprobs?: number;
   signal?: AbortSignal;
 };
 
 export type GenerationEvent =
-  | { type: "token"; id: number; text: string; logprob?: number }
+  | { type: "token"; id: number; text: string; logprob?: number; topLogprobs?: TopLogprob[] }
   /** Text held back (a partial character or stop string) released when generation ends. */
   | { type: "text"; text: string }
   | {
@@ -65,53 +71,56 @@ export function prefillStep(model: LanguageModel, ids: readonly number[], caches
   });
 }
 
-type Step = { id: MxArray; logprob: MxArray | null };
-
 /**
  * Generates from `promptIds` into `caches` (which may already hold a prefix of them: only
  * tokens past the caches' offset are prefilled). Yields a token event per generated token
  * (text is "" while a character or a possible stop string is incomplete) and a final done.
+ * Structured output ends as soon as its value is complete.
  */
 export async function* generate(g: Generator, req: GenerateRequest, caches: LayerCache[], cachedTokens = 0): AsyncGenerator<GenerationEvent> {
   const { model, tokenizer } = g;
-  const sampler = new Sampler(req.sampling ?? GREEDY);
+  const chain = samplerForRequest({ sampling: req.sampling ?? GREEDY, promptIds: req.promptIds, maxTokens: req.maxTokens, format: req.format }, model.vocabSize, tokenizer);
+  const rows: RowSampler[] = [{ chain, logprobs: req.logprobs === true, topLogprobs: req.topLogprobs ?? 0 }];
+  // A constraint's next mask depends on this token, so its next step waits for it.
+  const pipelined = !req.format;
   const out = new TokenOutput(tokenizer, { stop: req.stop, maxTokens: req.maxTokens });
   const t0 = performance.now();
-  let pending: Step | null = null;
+  let pending: Draw | null = null;
   const fed: number[] = [];
-  const choose = (logits: MxArray): Step =>
-    tidy(() => {
-      const id = keep(sampler.sample(logits));
-      const logprob = req.logprobs ? keep(logprobOf(logits, id)) : null;
-      return { id, logprob };
-    });
-  const release = (s: Step | null) => s && dispose([s.id, s.logprob]);
+  const next = (logits: MxArray): Draw => {
+    const d = draw(rows, logits);
+    startDraw(d);
+    return d;
+  };
   let tPrefill = 0;
   try {
     const first = prefill(model, req.promptIds.slice(cachedTokens), caches, req.prefillChunk);
-    pending = choose(first);
+    pending = next(first);
     first.free();
-    asyncEvaluate(pending.id, ...(pending.logprob ? [pending.logprob] : []));
     while (out.count < req.maxTokens) {
-      const current: Step = pending!;
+      const current: Draw = pending!;
       pending = null;
+      let pick = pipelined ? null : readDraw(current, rows)[0];
+      if (pick) chain.accept(pick.id);
       // Queue the next step before reading this token, unless this is the last one allowed.
-      const feeds = out.count + 1 < req.maxTokens;
+      const feeds = out.count + 1 < req.maxTokens && !(pick && (chain.done || tokenizer.eosIds.includes(pick.id)));
       if (feeds) {
         const logits = tidy(() => {
-          const o = model.forward(reshape(current.id, [1, 1]), caches);
+          const input = pick ? array(Int32Array.of(pick.id), [1, 1], Dtype.int32) : reshape(current.ids, [1, 1]);
+          const o = model.forward(input, caches);
           return reshape(o, [1, o.shape[2]]);
         });
-        pending = choose(logits);
+        pending = next(logits);
         logits.free();
-        asyncEvaluate(pending.id, ...(pending.logprob ? [pending.logprob] : []));
       }
-      const id = current.id.item();
-      const logprob = current.logprob?.item();
-      release(current);
-      if (feeds) fed.push(id);
+      if (!pick) {
+        pick = readDraw(current, rows)[0];
+        chain.accept(pick.id);
+      }
+      if (feeds) fed.push(pick.id);
       if (out.count === 0) tPrefill = performance.now() - t0;
-      const e = out.push(id, logprob);
+      const e = out.push(pick.id, pick.stats);
+      if (chain.done) out.complete();
       if (e) yield e;
       if (out.reason) break;
       if (req.signal?.aborted) {
@@ -124,8 +133,8 @@ export async function* generate(g: Generator, req: GenerateRequest, caches: Laye
     const tail = out.end("length");
     if (tail) yield { type: "text", text: tail };
   } finally {
-    release(pending);
-    sampler.free();
+    dispose(pending);
+    chain.free();
   }
   yield {
     type: "done", reason: out.reason!, stop: out.stop, promptTokens: req.promptIds.length, completionTokens: out.count,

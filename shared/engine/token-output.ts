@@ -1,10 +1,13 @@
 // What one sequence's generated tokens become: streamed text (never a split character, never
 // a stop string), and when generation ends: EOS, a stop string, or the token limit.
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
-import type { FinishReason } from "./engine.ts";
+import type { FinishReason, TopLogprob } from "./engine.ts";
 import { StopMatcher } from "./stop-matcher.ts";
 
-export type TokenEvent = { type: "token"; id: number; text: string; logprob?: number };
+export type TokenEvent = { type: "token"; id: number; text: string; logprob?: number; topLogprobs?: TopLogprob[] };
+
+/** What a step reports about the model's distribution besides the token (when asked). */
+export type TokenStats = { logprob?: number; topLogprobs?: TopLogprob[] };
 
 export class TokenOutput {
   readonly #stops: StopMatcher;
@@ -23,7 +26,7 @@ export class TokenOutput {
   }
 
   /** Takes the next generated token: its event (none for an ending EOS); `reason` is set if it ends generation. */
-  push(id: number, logprob?: number): TokenEvent | null {
+  push(id: number, stats: TokenStats = {}): TokenEvent | null {
     this.count++;
     if (this.#eos.has(id)) {
       this.reason = "eos";
@@ -34,7 +37,12 @@ export class TokenOutput {
       this.reason = "stop";
       this.stop = r.stop;
     } else if (this.count >= this.opts.maxTokens) this.reason = "length";
-    return { type: "token", id, text: r.emit, ...(logprob !== undefined ? { logprob } : {}) };
+    return { type: "token", id, text: r.emit, ...stats };
+  }
+
+  /** The constrained output is complete: generation ends as at an end of sequence (a stop string still wins). */
+  complete(): void {
+    if (this.reason === null || this.reason === "length") this.reason = "eos";
   }
 
   /** Ends generation for `reason` unless it already ended; returns text still held back ("" after a stop string). */

@@ -303,12 +303,24 @@ describe("OpenAI /v1/chat/completions wire", () => {
     expect(engine.requests.at(-1)!.logprobs).toBe(true);
   });
 
-  test("sampling parameters and stop strings reach the engine", async () => {
-    await openai.chat.completions.create({ ...request, tools: undefined, temperature: 0.5, top_p: 0.9, seed: 7, stop: ["x", "y"], max_completion_tokens: 9 });
-    const req = engine.requests.at(-1)!;
-    expect(req.sampling).toEqual({ temperature: 0.5, topP: 0.9, topK: 0, seed: 7 });
+  test("sampling parameters, extra_body sampler fields, response_format and stop strings reach the engine", async () => {
+    await openai.chat.completions.create(
+      {
+        ...request, tools: undefined, temperature: 0.5, top_p: 0.9, seed: 7, stop: ["x", "y"], max_completion_tokens: 9, frequency_penalty: 0.5, presence_penalty: null, logit_bias: { "17": -3 },
+        response_format: { type: "json_schema", json_schema: { name: "n", schema: { type: "object", properties: { a: { type: "integer" } } }, strict: true } },
+      },
+    );
+    let req = engine.requests.at(-1)!;
+    expect(req.sampling).toEqual({ temperature: 0.5, top_p: 0.9, seed: 7, frequency_penalty: 0.5, logit_bias: { "17": -3 } });
+    expect(req.format).toEqual({ type: "json_schema", schema: { type: "object", properties: { a: { type: "integer" } } } });
     expect(req.stop).toEqual(["x", "y"]);
     expect(req.maxTokens).toBe(9);
+    // Undocumented top-level params, as the SDK sends them as-is (its extra_body), the way vLLM and llama.cpp take them.
+    const extra = { top_k: 20, min_p: 0.05, typical_p: 0.9, repetition_penalty: 1.1, penalty_last_n: 32, dynatemp_range: 0.2, dynatemp_exponent: 1.5, mirostat: 2 as const, mirostat_tau: 4, mirostat_eta: 0.2 };
+    await openai.chat.completions.create({ ...request, tools: undefined, response_format: { type: "json_object" }, ...extra } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+    req = engine.requests.at(-1)!;
+    expect(req.sampling).toEqual(extra);
+    expect(req.format).toEqual({ type: "json_object" });
   });
 });
 

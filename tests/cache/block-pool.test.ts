@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BlockPool } from "../../shared/cache/index.ts";
 import type { EngineEvent, GenerationRequest } from "../../shared/engine/engine.ts";
-import { GREEDY } from "../../shared/engine/sampler.ts";
+import { GREEDY } from "../../shared/engine/sampling/options.ts";
 import { BatchEngine } from "../../shared/engine/batch-engine.ts";
 import { handleCounts } from "../../shared/mlx/index.ts";
 import { type LoadedModel, loadModel } from "../../shared/models/load.ts";

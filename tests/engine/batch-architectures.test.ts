@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BatchEngine } from "../../shared/engine/batch-engine.ts";
 import { generate } from "../../shared/engine/generate.ts";
-import { GREEDY } from "../../shared/engine/sampler.ts";
+import { GREEDY } from "../../shared/engine/sampling/options.ts";
 import { handleCounts } from "../../shared/mlx/index.ts";
 import { loadModel } from "../../shared/models/load.ts";
 import { type TinyArch, writeTinyModel } from "../helpers/tiny-model.ts";

@@ -10,7 +10,7 @@ import { BlockPool } from "../../shared/cache/index.ts";
 import { BatchEngine, type BatchEngineOptions, type StepInfo } from "../../shared/engine/batch-engine.ts";
 import { type EngineEvent, type GenerationRequest, QueueFullError } from "../../shared/engine/engine.ts";
 import { generate } from "../../shared/engine/generate.ts";
-import { GREEDY, type SamplingParams } from "../../shared/engine/sampler.ts";
+import { GREEDY, type SamplingOptions } from "../../shared/engine/sampling/options.ts";
 import * as mx from "../../shared/mlx/index.ts";
 import { type LoadedModel, loadModel } from "../../shared/models/load.ts";
 import { defaultModelPath } from "../../shared/paths.ts";
@@ -90,7 +90,7 @@ const idle = async (e: BatchEngine) => {
 describe("a batched sequence produces the same tokens as alone (DESIGN invariant 2)", () => {
   const maxTokens = 10;
   // Mixed lengths; one row samples with a seed, one stops on a string, one asks for logprobs.
-  const sampled: SamplingParams = { temperature: 0.9, topK: 40, topP: 0.95, seed: 7 };
+  const sampled: SamplingOptions = { temperature: 0.9, top_k: 40, top_p: 0.95, seed: 7 };
   const reqs = (): Req[] => [5, 40, 12, 71, 0, 23, 9, 50].map((fill, i) => ({
     promptIds: promptOf(i, fill), maxTokens,
     ...(i === 3 ? { sampling: sampled } : {}),
@@ -147,6 +147,61 @@ describe("a batched sequence produces the same tokens as alone (DESIGN invariant
       await pool.flush();
       pool.close();
     }
+  });
+});
+
+describe("seeded sampling through the sampler chain", () => {
+  // Non-greedy rows that together touch every stage: the same seed gives the same tokens
+  // whether a row decodes alone (batch 1) or inside a batch of 4, and as generate() gives them.
+  const chains: SamplingOptions[] = [
+    { temperature: 0.9, top_k: 40, top_p: 0.95, min_p: 0.02, repetition_penalty: 1.2, penalty_last_n: 16, seed: 11 },
+    { temperature: 1.1, typical_p: 0.9, frequency_penalty: 0.5, presence_penalty: 0.3, logit_bias: { "28": -5 }, seed: 12 },
+    { temperature: 0.8, dynatemp_range: 0.4, dynatemp_exponent: 1.5, top_k: 60, seed: 13 },
+    { temperature: 1, mirostat: 2, mirostat_tau: 4, mirostat_eta: 0.2, seed: 14 },
+  ];
+  const reqs = (): Req[] => chains.map((sampling, i) => ({ promptIds: promptOf(i, 6 + 9 * i), maxTokens: 8, sampling, logprobs: i === 1, topLogprobs: i === 2 ? 3 : 0 }));
+
+  test("same seed and request: the same tokens at batch 1 and inside a batch of 4", async () => {
+    const one = engine({ maxBatch: 1 }).engine;
+    const single = await Promise.all(reqs().map((r) => collect(one, r)));
+    const { engine: four, steps } = engine({ maxBatch: 4 });
+    const batched = await Promise.all(reqs().map((r) => collect(four, r)));
+    expect(Math.max(...steps.map((s) => s.decodeRows))).toBe(4);
+    for (let i = 0; i < chains.length; i++) {
+      expect(batched[i].ids).toEqual(single[i].ids);
+      expect(batched[i].ids).toEqual((await alone(reqs()[i])).ids);
+    }
+    // Sampling really happened: not the greedy continuation.
+    const greedy = await Promise.all(reqs().map((r) => collect(four, { ...r, sampling: GREEDY })));
+    expect(batched.filter((b, i) => b.ids.join() !== greedy[i].ids.join()).length).toBeGreaterThanOrEqual(3);
+  });
+
+  test("top logprobs: k alternatives per token, best first, the greedy token among them at its own logprob", async () => {
+    const { engine: e } = engine({ maxBatch: 4 });
+    const tops: { id: number; logprob?: number; top: { id: number; logprob: number }[] }[] = [];
+    await collect(e, { promptIds: promptOf(0, 5), maxTokens: 5, logprobs: true, topLogprobs: 4 }, Infinity, (ev) => {
+      if (ev.type === "token") tops.push({ id: ev.id, logprob: ev.logprob, top: ev.topLogprobs! });
+    });
+    expect(tops.length).toBe(5);
+    for (const t of tops) {
+      expect(t.top.length).toBe(4);
+      for (let j = 1; j < 4; j++) expect(t.top[j].logprob).toBeLessThanOrEqual(t.top[j - 1].logprob);
+      expect(t.top[0].id).toBe(t.id); // greedy: the chosen token is the most likely one
+      expect(Math.abs(t.top[0].logprob - t.logprob!)).toBeLessThan(1e-4);
+    }
+  });
+
+  test("structured output ends as soon as its JSON value is complete", async () => {
+    const schema = { type: "object", properties: { ok: { type: "boolean" } }, required: ["ok"], additionalProperties: false };
+    const { engine: e } = engine({ maxBatch: 2 });
+    const runs = await Promise.all([0, 1].map((i) => collect(e, { promptIds: promptOf(i, 3), maxTokens: 20, format: { type: "json_schema", schema }, sampling: { temperature: 0.7, seed: i } })));
+    for (const r of runs) {
+      expect(JSON.parse(r.text)).toHaveProperty("ok");
+      expect(r.done!.reason).toBe("eos");
+      expect(r.done!.completionTokens).toBe(r.ids.length); // ended without sampling an end of sequence
+    }
+    const a = await alone({ promptIds: promptOf(0, 3), maxTokens: 20, format: { type: "json_schema", schema }, sampling: { temperature: 0.7, seed: 0 } });
+    expect(a.ids).toEqual(runs[0].ids);
   });
 });
 
@@ -305,7 +360,9 @@ describe("load", () => {
     const client = async (c: number) => {
       while (issued < 200) {
         const i = issued++;
-        const r = await collect(e, { tenant: `tenant-${c % 4}`, promptIds: longPrompt(3 + (i % 6)), maxTokens: 2 });
+        // Every fifth samples with penalties and bias and reports logprobs: its chain state is freed too.
+        const sampled: Partial<GenerationRequest> = i % 5 ? {} : { sampling: { temperature: 0.8, repetition_penalty: 1.1, logit_bias: { "12": 2 }, seed: i }, logprobs: true, topLogprobs: 2 };
+        const r = await collect(e, { tenant: `tenant-${c % 4}`, promptIds: longPrompt(3 + (i % 6)), maxTokens: 2, ...sampled });
         done.push(r.done!);
       }
     };

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { BlockPool } from "../../shared/cache/index.ts";
 import { BatchEngine } from "../../shared/engine/batch-engine.ts";
 import type { GenerationRequest } from "../../shared/engine/engine.ts";
-import { GREEDY } from "../../shared/engine/sampler.ts";
+import { GREEDY } from "../../shared/engine/sampling/options.ts";
 import { handleCounts } from "../../shared/mlx/index.ts";
 import { type LoadedModel, loadModel } from "../../shared/models/load.ts";
 import { writeTinyModel } from "../helpers/tiny-model.ts";

@@ -109,7 +109,7 @@ describe("SmolLM2-135M-Instruct Q4_1 (dense float32) vs transformers", () => {
     const run = async (seed: number) => {
       const caches = m.model.makeCache();
       const ids: number[] = [];
-      for await (const e of generate(m, { promptIds: p.ids, maxTokens: 12, sampling: { temperature: 1.2, topK: 50, topP: 0.95, seed } }, caches)) if (e.type === "token") ids.push(e.id);
+      for await (const e of generate(m, { promptIds: p.ids, maxTokens: 12, sampling: { temperature: 1.2, top_k: 50, top_p: 0.95, seed } }, caches)) if (e.type === "token") ids.push(e.id);
       for (const c of caches) c.free();
       return ids;
     };

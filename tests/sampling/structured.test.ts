@@ -27,6 +27,12 @@ function recognizes(schema: unknown, text: string): boolean {
   return s.length > 0 && canEnd(s);
 }
 
+/** Whether the recognizer takes `text` as a complete value of `schema` followed by `suffix`. */
+function recognizesWith(schema: unknown, suffix: string, text: string): boolean {
+  const s = advance(initialState(compileSchema(schema), utf8.encode(suffix)), utf8.encode(text));
+  return s.length > 0 && canEnd(s);
+}
+
 const PERSON = {
   type: "object",
   properties: { name: { type: "string", maxLength: 12 }, age: { type: "integer" }, tags: { type: "array", items: { enum: ["a", "b"] }, maxItems: 2 } },
@@ -161,6 +167,33 @@ describe("the shortest way to finish", () => {
   });
 });
 
+let closers: Uint8Array | null = null;
+let lengths: Int32Array | null = null;
+
+/**
+ * Drives `c` to its limit with random tokens that close nothing (no quote, bracket, brace or
+ * end of sequence) while any is allowed; `longest`: among the 8 longest such tokens. Frees `c`.
+ */
+function closeReluctantly(c: JsonConstraint, maxTokens: number, next: () => number, longest = false): { text: string; ended: boolean } {
+  closers ??= Uint8Array.from({ length: V }, (_, id) => (/["\]}]/.test(tok.decode([id])) || tok.eosIds.includes(id) ? 1 : 0));
+  lengths ??= Int32Array.from({ length: V }, (_, id) => tok.decode([id]).length);
+  const out: number[] = [];
+  for (let n = 0; n < maxTokens && !c.ended; n++) {
+    const mask = c.allowed(V).toFloat32();
+    const open: number[] = [];
+    const all: number[] = [];
+    for (let i = 0; i < V; i++) if (mask[i]) (closers[i] ? all : open).push(i);
+    const pool = open.length ? open : all; // closes only when nothing else is allowed
+    if (longest) pool.sort((a, b) => lengths![b] - lengths![a]);
+    const id = pool[Math.floor(next() * (longest ? Math.min(8, pool.length) : pool.length))];
+    c.accept(id);
+    if (!c.ended) out.push(id);
+  }
+  const ended = c.ended;
+  c.free();
+  return { text: tok.decode(out), ended };
+}
+
 describe("token masks", () => {
   /** The mask by walking the sorted vocabulary equals stepping every token's bytes on its own. */
   function expectMaskExact(c: JsonConstraint) {
@@ -227,26 +260,53 @@ describe("token masks", () => {
   test("with a token budget, an output that never chooses to close is closed in time", () => {
     const schema = { type: "object", properties: { a: { type: "array", items: { type: "object", properties: { x: { type: "string" }, y: { type: "integer" } }, required: ["x", "y"] } }, b: { type: "string" } }, required: ["a", "b"] };
     const validate = ajv.compile(schema);
-    const closer = Uint8Array.from({ length: V }, (_, id) => (/["\]}]/.test(tok.decode([id])) || tok.eosIds.includes(id) ? 1 : 0));
     const next = rng(7);
     for (const maxTokens of [24, 40, 64]) {
-      const c = createJsonConstraint(tok, V, { type: "json_schema", schema }, { maxTokens });
-      const out: number[] = [];
-      for (let n = 0; n < maxTokens && !c.ended; n++) {
-        const mask = c.allowed(V).toFloat32();
-        const open: number[] = [];
-        const all: number[] = [];
-        for (let i = 0; i < V; i++) if (mask[i]) (closer[i] ? all : open).push(i);
-        const pool = open.length ? open : all; // closes only when nothing else is allowed
-        const id = pool[Math.floor(next() * pool.length)];
-        c.accept(id);
-        if (!c.ended) out.push(id);
-      }
-      c.free();
-      const text = tok.decode(out);
-      expect({ maxTokens, text, ended: c.ended, valid: validate(JSON.parse(text)) }).toEqual({ maxTokens, text, ended: true, valid: true });
+      const { text, ended } = closeReluctantly(createJsonConstraint(tok, V, { type: "json_schema", schema }, { maxTokens }), maxTokens, next);
+      expect({ maxTokens, text, ended, valid: validate(JSON.parse(text)) }).toEqual({ maxTokens, text, ended: true, valid: true });
     }
   }, 60_000);
+
+  test("near the limit, adversarial outputs are still closed in time: the plan's next token is always allowed", () => {
+    // Outputs that open what they can and write the longest tokens they may, under limits the
+    // shortest completion measured in bytes would exceed (the budget counts tokens).
+    const name = { type: "string", maxLength: 24 };
+    const schemas = [
+      { type: "object", properties: { name, age: { type: "integer" }, city: name }, required: ["name", "age", "city"], additionalProperties: false },
+      {
+        $defs: { author: { type: "object", properties: { name }, required: ["name"], additionalProperties: false } },
+        type: "object",
+        properties: { book: { type: "object", properties: { title: { type: "string", maxLength: 40 }, year: { type: "integer" } }, required: ["title", "year"], additionalProperties: false }, author: { $ref: "#/$defs/author" } },
+        required: ["book", "author"],
+        additionalProperties: false,
+      },
+      { type: "object", properties: { items: { type: "array", items: { type: "object", properties: { fruit: { type: "string", maxLength: 15 }, count: { type: "integer" } }, required: ["fruit", "count"], additionalProperties: false }, minItems: 1, maxItems: 3 } }, required: ["items"], additionalProperties: false },
+      { type: "object", properties: { a: { anyOf: [{ type: "null" }, { type: "object", properties: { x: name, y: name }, required: ["x", "y"] }] } }, required: ["a"] },
+    ];
+    const next = rng(11);
+    for (const [k, schema] of schemas.entries()) {
+      const validate = ajv.compile(schema);
+      for (const [maxTokens, longest] of [[20, false], [28, true], [40, true]] as const) {
+        const { text, ended } = closeReluctantly(createJsonConstraint(tok, V, { type: "json_schema", schema }, { maxTokens }), maxTokens, next, longest);
+        expect({ k, maxTokens, text, ended, valid: ended && validate(JSON.parse(text)) }).toEqual({ k, maxTokens, text, ended: true, valid: true });
+      }
+    }
+  }, 120_000);
+
+  test("a suffix: the value, then the fixed text, then only the end", () => {
+    const schema = { type: "object", properties: { n: { type: "integer" } }, required: ["n"] };
+    const c = createJsonConstraint(tok, V, { type: "json_schema", schema, suffix: "}" }, { maxTokens: 12 });
+    const ids = tok.encode('{"n": 12}}');
+    for (const id of ids.slice(0, -1)) {
+      expect(tok.eosIds.some((e) => c.allowedIds()[e] === 1)).toBe(false);
+      c.accept(id);
+    }
+    c.accept(ids.at(-1)!);
+    expect(c.done).toBe(true);
+    expect(recognizesWith({ type: "integer" }, "}", "12}")).toBe(true);
+    expect(recognizesWith({ type: "integer" }, "}", "12")).toBe(false); // a root number needs its suffix
+    expect(recognizesWith({ type: "integer" }, "}", "12}}")).toBe(false);
+  });
 
   test("random walks through the masks always end in JSON that validates", () => {
     const schemas: unknown[] = [

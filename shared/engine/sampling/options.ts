@@ -66,6 +66,9 @@ export const NEUTRAL = {
   dynatemp_range: 0, dynatemp_exponent: 1, mirostat: 0, mirostat_tau: 5, mirostat_eta: 0.1,
 } as const;
 
+/** Greedy decoding: the most likely token (after any bias and penalties) every step. */
+export const GREEDY: SamplingOptions = Object.freeze({ temperature: 0 });
+
 export class SamplingOptionError extends RangeError {
   override name = "SamplingOptionError";
   constructor(readonly field: string, message: string) {
@@ -120,9 +123,4 @@ export function resolveSampling(o: SamplingOptions, vocabSize: number): Resolved
     mirostatEta: num("mirostat_eta", 0, Number.MAX_VALUE),
     seed: BigInt.asUintN(64, BigInt(seed)),
   };
-}
-
-/** The engine's current SamplingParams ({temperature, topK, topP, seed}) as options. */
-export function fromSamplingParams(p: { temperature: number; topK: number; topP: number; seed?: number }): SamplingOptions {
-  return { temperature: p.temperature, top_k: p.topK, top_p: p.topP, ...(p.seed === undefined ? {} : { seed: p.seed }) };
 }

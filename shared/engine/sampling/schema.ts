@@ -1,8 +1,8 @@
 // The sampling fields as TypeBox schemas with their bounds, for the API contracts to spread into
 // their request bodies (top-level fields, as vLLM and llama.cpp's server take them and the SDKs
 // send them through extra_body), and the response_format shapes for structured output.
-import { type Static, Type as t } from "@sinclair/typebox";
-import { MAX_PENALTY_LAST_N } from "./options.ts";
+import { OptionalKind, type Static, type TNull, type TOptional, type TSchema, type TUnion, Type as t } from "@sinclair/typebox";
+import { MAX_PENALTY_LAST_N, type SamplingOptions } from "./options.ts";
 
 /** Each sampling field, optional, with bounds. Names and meanings as in options.ts. */
 export const SamplingFieldSchemas = {
@@ -46,6 +46,29 @@ export const ExtraSamplingFieldSchemas = {
   mirostat_tau: SamplingFieldSchemas.mirostat_tau,
   mirostat_eta: SamplingFieldSchemas.mirostat_eta,
 };
+
+/**
+ * The same optional fields, each also taking null (OpenAI's and vLLM's contracts read null as absent).
+ * @example t.Object({ ...nullable(ExtraSamplingFieldSchemas) })
+ */
+export function nullable<T extends Record<string, TOptional<TSchema>>>(fields: T): { [K in keyof T]: TOptional<TUnion<[T[K], TNull]>> } {
+  const out: Record<string, TSchema> = {};
+  for (const [k, schema] of Object.entries(fields)) {
+    const { [OptionalKind]: _, ...required } = schema as TSchema & { [OptionalKind]?: string };
+    out[k] = t.Optional(t.Union([required as TSchema, t.Null()]));
+  }
+  return out as { [K in keyof T]: TOptional<TUnion<[T[K], TNull]>> };
+}
+
+/**
+ * The sampler options a request body sets: its sampling fields, absent and null ones left out.
+ * @example samplingOptionsOf({ model: "m", temperature: 0.2, min_p: null }) // { temperature: 0.2 }
+ */
+export function samplingOptionsOf(body: Record<string, unknown>): SamplingOptions {
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(SamplingFieldSchemas)) if (body[k] !== undefined && body[k] !== null) out[k] = body[k];
+  return out as SamplingOptions;
+}
 
 /**
  * Sampler fields other servers accept that this chain does not implement: a request naming one

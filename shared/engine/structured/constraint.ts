@@ -2,16 +2,20 @@
 // computes which tokens may come next in a recognizer state by walking the byte-sorted
 // vocabulary once, and caches the mask on MLX by the state's key: a schema's states repeat
 // (every string body, every "after a value"), so most tokens cost a key and a lookup. A
-// JsonConstraint is one request's position in its grammar.
+// JsonConstraint is one request's position in its grammar, and its way out: near the token
+// limit it keeps only tokens after which the value can still be closed in time.
 import { array, Dtype, keep, type MxArray } from "../../mlx/index.ts";
 import type { Tokenizer } from "../../tokenizer/tokenizer.ts";
 import type { TokenConstraint } from "../sampling/chain.ts";
-import { advance, canEnd, distanceToEnd, initialState, isComplete, plainRoom, type State, stateKey, stepState } from "./recognizer.ts";
+import { advance, canEnd, completion, initialState, isComplete, largestChoice, plainRoom, type State, stateKey, stepState } from "./recognizer.ts";
 import { anyObjectGrammar, compileSchema, type Node } from "./schema.ts";
 import { type SortedTokens, TokenVocabulary } from "./vocabulary.ts";
 
-/** What the output must be: any JSON object, or a value valid against a JSON Schema. */
-export type JsonFormat = { type: "json_object" } | { type: "json_schema"; schema: unknown };
+/**
+ * What the output must be: any JSON object, or a value valid against a JSON Schema, then
+ * `suffix` verbatim (the "}" closing a tool call whose arguments the value is).
+ */
+export type JsonFormat = { type: "json_object" } | { type: "json_schema"; schema: unknown; suffix?: string };
 
 export class ConstraintError extends Error {
   override name = "ConstraintError";
@@ -19,20 +23,38 @@ export class ConstraintError extends Error {
 
 /** Masks kept per grammar: 2 x 49 KB each at a 49K vocabulary (on MLX, and on the host for the budget checks). */
 const MAX_CACHED_MASKS = 128;
-/** Budget checks start this many tokens (bytes of completion) before they could matter. */
-const BUDGET_WINDOW = 24;
+/**
+ * Tokens of slack beyond the largest choice of a grammar before budget checks start: a
+ * re-tokenized way out may need a few more tokens than the one before it.
+ */
+const BUDGET_SLACK = 24;
 /** Compiled grammars kept per vocabulary (so at most ~200 MB of masks at a 49K vocabulary). */
 const MAX_GRAMMARS = 16;
+const utf8 = new TextEncoder();
+
+/** Per state: the tokens of the way out after each allowed token that is not plain string content. */
+type WaysOut = {
+  ids: Int32Array;
+  tokens: Float64Array;
+  /** Inside a string: the way out after plain text of n characters, by n (null elsewhere). */
+  plain: Float64Array | null;
+};
+
+type Entry = { mask: MxArray; ids: Uint8Array; waysOut: WaysOut | null };
 
 export class JsonGrammar {
-  readonly #masks = new Map<string, { mask: MxArray; ids: Uint8Array }>();
+  readonly #masks = new Map<string, Entry>();
   #freed = false;
   #users = 0;
   #evicted = false;
+  /** Budget checks run once the way out plus this many tokens no longer fit (see BUDGET_SLACK). */
+  readonly window: number;
   /** Masks computed (cache misses) and served from cache, for tests and benchmarks. */
   readonly stats = { computed: 0, cached: 0 };
 
-  constructor(readonly root: Node, readonly vocabulary: TokenVocabulary) {}
+  constructor(readonly root: Node, readonly vocabulary: TokenVocabulary, readonly suffix: Uint8Array | null = null) {
+    this.window = BUDGET_SLACK + largestChoice(root) + (suffix?.length ?? 0);
+  }
 
   static #grammars = new WeakMap<TokenVocabulary, Map<string, JsonGrammar>>();
 
@@ -42,14 +64,16 @@ export class JsonGrammar {
    * @example JsonGrammar.for(TokenVocabulary.of(tokenizer), { type: "json_object" })
    */
   static for(vocabulary: TokenVocabulary, format: JsonFormat): JsonGrammar {
-    const text = format.type === "json_object" ? "" : JSON.stringify(format.schema);
+    const text = format.type === "json_object" ? "" : `${JSON.stringify(format.schema)}\0${format.suffix ?? ""}`;
     let byText = JsonGrammar.#grammars.get(vocabulary);
     if (!byText) JsonGrammar.#grammars.set(vocabulary, (byText = new Map()));
     let g = byText.get(text);
     if (g) {
       byText.delete(text);
     } else {
-      g = new JsonGrammar(format.type === "json_object" ? anyObjectGrammar() : compileSchema(format.schema), vocabulary);
+      g = format.type === "json_object"
+        ? new JsonGrammar(anyObjectGrammar(), vocabulary)
+        : new JsonGrammar(compileSchema(format.schema), vocabulary, format.suffix ? utf8.encode(format.suffix) : null);
       if (byText.size >= MAX_GRAMMARS) {
         const [oldest, old] = byText.entries().next().value!;
         byText.delete(oldest);
@@ -58,6 +82,11 @@ export class JsonGrammar {
     }
     byText.set(text, g);
     return g;
+  }
+
+  /** The state before any output. */
+  start(): State {
+    return initialState(this.root, this.suffix);
   }
 
   /** 1 for each token id that may come next in `state` (computed, not cached). */
@@ -92,7 +121,63 @@ export class JsonGrammar {
     return this.#entry(state).ids;
   }
 
-  #entry(state: State): { mask: MxArray; ids: Uint8Array } {
+  /**
+   * Tokens that complete the value from `state`: the tokenizer's spelling of the shortest
+   * completion (after the UTF-8 continuation bytes still due); null if there is none.
+   */
+  plan(state: State): Int32Array | null {
+    const c = completion(state);
+    if (!c) return null;
+    const text = this.vocabulary.spell(c.text);
+    if (!text || !c.bytes) return text;
+    const ids: number[] = [];
+    let s = state;
+    for (let i = 0; i < c.bytes; i++) {
+      const b = this.#continuation(s);
+      if (b < 0) return null;
+      ids.push(this.vocabulary.byteToken[b]);
+      s = stepState(s, b);
+    }
+    return Int32Array.from([...ids, ...text]);
+  }
+
+  /** The length of `plan(state)` (Infinity if none), without building it. */
+  planLength(state: State): number {
+    const c = completion(state);
+    const text = c && this.vocabulary.spell(c.text);
+    return text ? c.bytes + text.length : Infinity;
+  }
+
+  // A continuation byte `state` takes that is a token of its own (-1 if none).
+  #continuation(state: State): number {
+    for (let b = 0x80; b <= 0xbf; b++) if (this.vocabulary.byteToken[b] >= 0 && stepState(state, b).length) return b;
+    return -1;
+  }
+
+  /** The way out after each token allowed in `state` (cached with its mask). */
+  waysOut(state: State): WaysOut {
+    const entry = this.#entry(state);
+    if (entry.waysOut) return entry.waysOut;
+    const v = this.vocabulary;
+    const room = plainRoom(state);
+    const eos = new Set(v.eos);
+    const ids: number[] = [];
+    const tokens: number[] = [];
+    for (let id = 0; id < v.size; id++) {
+      if (!entry.ids[id] || eos.has(id) || (room >= 0 && v.plainMask[id])) continue;
+      ids.push(id);
+      tokens.push(this.planLength(advance(state, v.bytes[id]!)));
+    }
+    let plain: Float64Array | null = null;
+    if (room >= 0) {
+      // Plain text of n characters leaves the same state whatever its characters.
+      plain = new Float64Array(Math.min(room, v.maxPlainChars) + 1).fill(Infinity);
+      for (let n = 1; n < plain.length; n++) plain[n] = this.planLength(advance(state, utf8.encode("a".repeat(n))));
+    }
+    return (entry.waysOut = { ids: Int32Array.from(ids), tokens: Float64Array.from(tokens), plain });
+  }
+
+  #entry(state: State): Entry {
     if (this.#freed) throw new Error("JsonGrammar used after free");
     const key = stateKey(state);
     const hit = this.#masks.get(key);
@@ -105,7 +190,7 @@ export class JsonGrammar {
     this.stats.computed++;
     const ids = this.allowedIds(state);
     if (!ids.includes(1)) throw new ConstraintError("bug: no token can continue the JSON output");
-    const entry = { mask: keep(array(ids, [1, this.vocabulary.size], Dtype.bool)), ids };
+    const entry: Entry = { mask: keep(array(ids, [1, this.vocabulary.size], Dtype.bool)), ids, waysOut: null };
     if (this.#masks.size >= MAX_CACHED_MASKS) {
       const [oldest, old] = this.#masks.entries().next().value!;
       this.#masks.delete(oldest);
@@ -163,57 +248,64 @@ function walk(list: SortedTokens, start: State, out: Uint8Array): void {
  * One request's constrained output: `allowed()` is the mask for the next token, `accept(id)`
  * moves past the chosen one. End of sequence is allowed only once the JSON value is complete,
  * and then it is the only token allowed.
+ *
+ * With a token limit it keeps a plan: tokens that would complete the value from here, which
+ * with the end of sequence always fit in what the limit leaves. Within `grammar.window` tokens
+ * of the limit, a token is allowed only if it is the plan's next one or the way out after it
+ * still fits; the plan then moves on by one token, or becomes the way out after the token
+ * chosen. So a wandering output is closed in time, unless the limit is below the shortest
+ * valid output to begin with.
  * @example
- * const c = createJsonConstraint(tokenizer, V, { type: "json_schema", schema });
+ * const c = createJsonConstraint(tokenizer, V, { type: "json_schema", schema }, { maxTokens: 64 });
  * const chain = new SamplerChain({ temperature: 0.7 }, V, { constraint: c });
  */
 export class JsonConstraint implements TokenConstraint {
   #state: State;
   #ended = false;
   #count = 0;
+  #released = false;
+  /** Completes the value from #state (undefined: not computed yet; null: none). */
+  #plan: Int32Array | null | undefined = undefined;
   #budgetMask: MxArray | null = null;
 
-  /**
-   * @param maxTokens the request's token limit (end of sequence included). Near it, only tokens
-   * after which the value can still be completed in time are allowed, so the output is not cut
-   * off mid-value unless the limit is below the shortest valid output.
-   */
-  #released = false;
-
+  /** @param maxTokens the request's token limit, end of sequence included */
   constructor(readonly grammar: JsonGrammar, readonly maxTokens = Infinity) {
-    this.#state = initialState(grammar.root);
+    this.#state = grammar.start();
     grammar.acquire();
   }
 
   allowed(vocabSize: number): MxArray {
     if (vocabSize !== this.grammar.vocabulary.size) throw new RangeError(`constraint built for ${this.grammar.vocabulary.size} logits, got ${vocabSize}`);
     if (this.#ended) throw new ConstraintError("the constrained output has already ended");
-    return this.#withinBudget() ?? this.grammar.mask(this.#state);
-  }
-
-  // After this token, `left` more may come, the end of sequence among them. Within a window of
-  // the limit, the mask keeps only tokens after which the shortest completion (in bytes, so at
-  // least as many as the tokens it needs) still fits; not cached, as it depends on `left`.
-  #withinBudget(): MxArray | null {
     this.#budgetMask?.free();
     this.#budgetMask = null;
-    const left = this.maxTokens - this.#count - 1;
-    if (!Number.isFinite(left)) return null;
+    // Tokens that may still come, this one and the end of sequence included.
+    const left = this.maxTokens - this.#count;
+    if (!Number.isFinite(left)) return this.grammar.mask(this.#state);
+    const plan = (this.#plan ??= this.grammar.plan(this.#state));
+    // Far from the limit, no one token can make it too short; past it, nothing can help.
+    if (!plan || plan.length + 1 + this.grammar.window <= left || plan.length + 1 > left) return this.grammar.mask(this.#state);
+    return (this.#budgetMask = keep(array(this.#inTime(plan, left), [1, this.grammar.vocabulary.size], Dtype.bool)));
+  }
+
+  // The allowed tokens after which the way out and the end of sequence fit in `left` - 1.
+  #inTime(plan: Int32Array, left: number): Uint8Array {
     const g = this.grammar;
     const v = g.vocabulary;
-    if (distanceToEnd(this.#state) + 1 + BUDGET_WINDOW <= left) return null;
-    const allowed = g.cachedIds(this.#state).slice();
-    // Plain text inside a string never lengthens the way out: it is in time iff the state is.
-    const plainInTime = plainRoom(this.#state) >= 0 ? distanceToEnd(this.#state) + 1 <= left : null;
-    let any = false;
-    for (let id = 0; id < v.size; id++) {
-      if (!allowed[id] || v.eos.includes(id)) continue;
-      const inTime = plainInTime !== null && v.plainMask[id] ? plainInTime : distanceToEnd(advance(this.#state, v.bytes[id]!)) + 1 <= left;
-      if (inTime) any = true;
-      else allowed[id] = 0;
+    const out = g.cachedIds(this.#state).slice();
+    const ways = g.waysOut(this.#state);
+    const most = left - 2;
+    const next = plan.length ? plan[0] : -1;
+    for (let i = 0; i < ways.ids.length; i++) if (ways.tokens[i] > most && ways.ids[i] !== next) out[ways.ids[i]] = 0;
+    const p = ways.plain;
+    if (p && p.some((n) => n > most && Number.isFinite(n))) {
+      for (let i = 0; i < v.plain.length; i++) {
+        const id = v.plain[i];
+        const chars = v.plainChars[i];
+        if (out[id] && id !== next && (chars >= p.length || p[chars] > most)) out[id] = 0;
+      }
     }
-    if (!any && !v.eos.some((id) => allowed[id])) return null; // too late to finish in time: the plain mask
-    return (this.#budgetMask = keep(array(allowed, [1, v.size], Dtype.bool)));
+    return out;
   }
 
   accept(id: number): void {
@@ -229,6 +321,11 @@ export class JsonConstraint implements TokenConstraint {
     const next = bytes ? advance(this.#state, bytes) : [];
     if (!next.length) throw new ConstraintError(`token ${id} cannot continue the JSON output here`);
     this.#state = next;
+    if (!Number.isFinite(this.maxTokens)) return;
+    // The plan moves on by the token it named, unless the way out from here is shorter.
+    const carried = this.#plan && this.#plan[0] === id ? this.#plan.subarray(1) : null;
+    const fresh = this.grammar.plan(next);
+    this.#plan = carried && (!fresh || carried.length <= fresh.length) ? carried : fresh;
   }
 
   /** The JSON value is complete: only end of sequence may follow. */

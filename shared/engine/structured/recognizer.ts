@@ -36,10 +36,11 @@ export abstract class Frame {
   protected abstract ownKey(): string;
 
   /**
-   * The fewest bytes that finish this frame's own part: its value, or for a container waiting
+   * The shortest text that finishes this frame's own part: its value, or for a container waiting
    * for a child, what must follow once the child is complete (the child counts for itself).
+   * Null when nothing can (a schema no finite text meets).
    */
-  abstract rest(): number;
+  abstract rest(): string | null;
 
   /** Whether the output may end here: the root value is complete. */
   end(): boolean {
@@ -60,8 +61,8 @@ class Done extends Frame {
   step(): readonly Frame[] {
     return NONE;
   }
-  rest(): number {
-    return 0;
+  rest(): string {
+    return "";
   }
   override end(): boolean {
     return true;
@@ -74,22 +75,48 @@ class Done extends Frame {
 const DONE = new Done(null, 0);
 
 class Root extends Frame {
-  constructor(readonly node: Node, readonly started: boolean) {
+  /** @param suffix text that must follow the value (e.g. the "}" closing a tool call the prompt opened) */
+  constructor(readonly node: Node, readonly started: boolean, readonly suffix: Uint8Array | null = null) {
     super(null, 0);
   }
   step(b: number): readonly Frame[] {
-    return this.started ? NONE : startValue(this.node, new Root(this.node, true), b);
+    return this.started ? NONE : startValue(this.node, new Root(this.node, true, this.suffix), b);
   }
   override afterChild(): Frame {
-    return DONE;
+    return this.suffix ? new SuffixFrame(this.suffix, 0) : DONE;
   }
-  rest(): number {
-    return this.started ? 0 : shortest(this.node);
+  /** Whether a value that can end here ends the output (no suffix follows). */
+  get last(): boolean {
+    return this.suffix === null;
+  }
+  rest(): string | null {
+    const tail = this.suffix ? decoder.decode(this.suffix) : "";
+    return this.started ? tail : join(shortest(this.node), tail);
   }
   protected ownKey(): string {
     return this.started ? "R1" : "R0";
   }
 }
+
+/** The fixed text after the root value, read byte by byte. */
+class SuffixFrame extends Frame {
+  constructor(readonly text: Uint8Array, readonly pos: number) {
+    super(null, 0);
+  }
+  step(b: number): readonly Frame[] {
+    if (this.text[this.pos] !== b) return NONE;
+    return [this.pos + 1 === this.text.length ? DONE : new SuffixFrame(this.text, this.pos + 1)];
+  }
+  rest(): string {
+    return decoder.decode(this.text.subarray(this.pos));
+  }
+  protected ownKey(): string {
+    return `X${this.pos}`;
+  }
+}
+
+/** The root is waiting for this frame's value, and nothing follows it. */
+const endsOutput = (parent: Frame | null) => parent instanceof Root && parent.last;
 
 /** The first bytes of a value of `node`, whose container (waiting for it) is `parent`. */
 function startValue(node: Node, parent: Frame, b: number): readonly Frame[] {
@@ -182,32 +209,32 @@ class ObjectFrame extends Frame {
     return this.node.props.length === 0 || this.next < this.node.props.length;
   }
 
-  rest(): number {
+  rest(): string | null {
     const n = this.node;
     const free = n.props.length === 0;
     switch (this.phase) {
-      case Obj.Opened: return free ? 1 : closing(n, this.next, true);
+      case Obj.Opened: return free ? "}" : closing(n, this.next, true);
       case Obj.AfterComma: {
-        if (free) return 3 + shortest(n.extra!) + 1; // "":v}
-        let best = Infinity;
+        if (free) return join('"":', shortest(n.extra!), "}");
+        let best: string | null = null;
         for (let j = this.next; j < n.props.length; j++) {
-          best = Math.min(best, keysOf(n)[j].length + 1 + shortest(n.props[j].node) + closing(n, j + 1, false));
+          best = shorter(best, join(keyText(n, j), ":", shortest(n.props[j].node), closing(n, j + 1, false)));
           if (n.props[j].required) break;
         }
         return best;
       }
-      case Obj.InKey: return free ? 1 + shortest(n.extra!) + 1 : 0; // a declared key's frame counts its way out
-      case Obj.AfterKey: return 1 + this.#valueAndClosing();
+      case Obj.InKey: return free ? join(":", shortest(n.extra!), "}") : ""; // a declared key's frame counts its way out
+      case Obj.AfterKey: return join(":", this.#valueAndClosing());
       case Obj.AfterColon: return this.#valueAndClosing();
-      case Obj.InValue: return this.prop >= 0 ? closing(n, this.prop + 1, false) : 1;
-      case Obj.AfterValue: return free ? 1 : closing(n, this.next, false);
+      case Obj.InValue: return this.prop >= 0 ? closing(n, this.prop + 1, false) : "}";
+      case Obj.AfterValue: return free ? "}" : closing(n, this.next, false);
     }
   }
 
-  #valueAndClosing(): number {
+  #valueAndClosing(): string | null {
     const n = this.node;
-    if (this.prop < 0) return shortest(n.extra!) + 1;
-    return shortest(n.props[this.prop].node) + closing(n, this.prop + 1, false);
+    if (this.prop < 0) return join(shortest(n.extra!), "}");
+    return join(shortest(n.props[this.prop].node), closing(n, this.prop + 1, false));
   }
 
   /** After the key of declared property `j`. */
@@ -225,42 +252,92 @@ class ObjectFrame extends Frame {
   }
 }
 
-const shortestOf = new WeakMap<Node, number>();
+const shortestOf = new WeakMap<Node, string | null>();
+const decoder = new TextDecoder();
 
-/** The length of the shortest JSON text of `node` (Infinity for a schema no finite text meets). */
-function shortest(node: Node): number {
-  const known = shortestOf.get(node);
-  if (known !== undefined) return known;
-  shortestOf.set(node, Infinity); // a reference back to a node being measured adds no shorter way
-  let n: number;
-  switch (node.kind) {
-    case "any": n = 1; break; // 0
-    case "number": n = 1; break;
-    case "string": n = 2 + node.min;  break;
-    case "literal": n = Math.min(...node.texts.map((t) => t.length)); break;
-    case "ref": n = node.target ? shortest(node.target) : Infinity; break;
-    case "union": n = Math.min(...node.options.map(shortest)); break;
-    case "array": {
-      const item = node.min > 0 ? shortest(node.items) : 0;
-      n = 2 + node.min * item + Math.max(0, node.min - 1);
-      break;
-    }
-    case "object": n = 1 + closing(node, 0, true); break;
+/** Concatenation, null if any part is. */
+function join(...parts: (string | null)[]): string | null {
+  return parts.includes(null) ? null : parts.join("");
+}
+
+/** The shorter text (in UTF-8 bytes) of two, either possibly null. */
+function shorter(a: string | null, b: string | null): string | null {
+  if (a === null) return b;
+  if (b === null) return a;
+  return utf8Length(b) < utf8Length(a) ? b : a;
+}
+
+export function utf8Length(text: string): number {
+  let n = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    n += c < 0x80 ? 1 : c < 0x800 ? 2 : c >= 0xd800 && c < 0xdc00 ? (i++, 4) : 3;
   }
-  shortestOf.set(node, n);
   return n;
 }
 
-/** Bytes that close an object whose declared properties from `from` on are still to come: the required ones, then "}". */
-function closing(node: ObjectNode, from: number, first: boolean): number {
-  let n = 1;
+/** The shortest JSON text of `node` (null when no finite text meets it). */
+function shortest(node: Node): string | null {
+  if (shortestOf.has(node)) return shortestOf.get(node)!;
+  shortestOf.set(node, null); // a reference back to a node being measured adds no shorter way
+  let t: string | null;
+  switch (node.kind) {
+    case "any": t = "0"; break;
+    case "number": t = "0"; break;
+    case "string": t = `"${"a".repeat(node.min)}"`; break;
+    case "literal": t = node.texts.map((x) => decoder.decode(x)).reduce<string | null>(shorter, null); break;
+    case "ref": t = node.target ? shortest(node.target) : null; break;
+    case "union": t = node.options.map(shortest).reduce<string | null>(shorter, null); break;
+    case "array": {
+      const item = node.min > 0 ? shortest(node.items) : "";
+      t = item === null ? null : `[${new Array(node.min).fill(item).join(",")}]`;
+      break;
+    }
+    case "object": t = join("{", closing(node, 0, true)); break;
+  }
+  shortestOf.set(node, t);
+  return t;
+}
+
+/**
+ * The most UTF-8 bytes one choice can add to the shortest way out: the longest shortest text of
+ * any value of the grammar (entering it, or choosing it among alternatives), with its key.
+ */
+export function largestChoice(root: Node): number {
+  let most = 0;
+  const seen = new Set<Node>();
+  const visit = (node: Node, key: number) => {
+    if (seen.has(node)) return;
+    seen.add(node);
+    most = Math.max(most, key + utf8Length(shortest(node) ?? ""));
+    switch (node.kind) {
+      case "ref": if (node.target) visit(node.target, key); break;
+      case "union": for (const o of node.options) visit(o, key); break;
+      case "array": visit(node.items, 1); break;
+      case "object":
+        for (const p of node.props) visit(p.node, utf8Length(JSON.stringify(p.name)) + 2);
+        if (node.extra) visit(node.extra, 4);
+        break;
+    }
+  };
+  visit(root, 0);
+  return most;
+}
+
+/** What closes an object whose declared properties from `from` on are still to come: the required ones, then "}". */
+function closing(node: ObjectNode, from: number, first: boolean): string | null {
+  const parts: (string | null)[] = [];
   let comma = !first;
   for (let j = from; j < node.props.length; j++) {
     if (!node.props[j].required) continue;
-    n += (comma ? 1 : 0) + keysOf(node)[j].length + 1 + shortest(node.props[j].node);
+    parts.push(comma ? "," : "", keyText(node, j), ":", shortest(node.props[j].node));
     comma = true;
   }
-  return n;
+  return join(...parts, "}");
+}
+
+function keyText(node: ObjectNode, j: number): string {
+  return JSON.stringify(node.props[j].name);
 }
 
 function keysOf(node: ObjectNode): Uint8Array[] {
@@ -284,10 +361,12 @@ class KeyFrame extends Frame {
     return [new KeyFrame(this.texts, this.parent!, this.depth, this.pos + 1, next)];
   }
 
-  rest(): number {
+  rest(): string | null {
     const obj = this.parent as ObjectFrame;
-    let best = Infinity;
-    for (const j of this.alive) best = Math.min(best, this.texts[j].length - this.pos + 1 + shortest(obj.node.props[j].node) + closing(obj.node, j + 1, false));
+    let best: string | null = null;
+    for (const j of this.alive) {
+      best = shorter(best, join(decoder.decode(this.texts[j].subarray(this.pos)), ":", shortest(obj.node.props[j].node), closing(obj.node, j + 1, false)));
+    }
     return best;
   }
 
@@ -330,16 +409,17 @@ class ArrayFrame extends Frame {
     return this.#with(Arr.AfterValue, this.count + 1);
   }
 
-  rest(): number {
+  rest(): string | null {
     const item = shortest(this.node.items);
     // Items still due after `count`, with their commas, then "]".
-    const due = (count: number, first: boolean) => {
+    const due = (count: number, first: boolean): string | null => {
       const n = Math.max(0, this.node.min - count);
-      return n === 0 ? 1 : n * item + (first ? n - 1 : n) + 1;
+      if (n === 0) return "]";
+      return item === null ? null : `${first ? "" : ","}${new Array(n).fill(item).join(",")}]`;
     };
     switch (this.phase) {
       case Arr.Opened: return due(0, true);
-      case Arr.AfterComma: return item + due(this.count + 1, false);
+      case Arr.AfterComma: return join(item, due(this.count + 1, false));
       case Arr.InValue: return due(this.count + 1, false);
       case Arr.AfterValue: return due(this.count, false);
     }
@@ -440,10 +520,11 @@ class StringFrame extends Frame {
     }
   }
 
-  rest(): number {
+  /** The text after the UTF-8 continuation bytes still due (`need`). */
+  rest(): string {
     const chars = Math.max(0, this.node.min - this.length); // the current character is counted already
-    const escape = [0, 1, 4, 3, 3, 2, 1][this.phase]; // Body, Escape, U1, U2, U2Low, U3, U4
-    return this.need + escape + chars + 1;
+    const escape = ["", "n", "0000", "000", "000", "00", "0"][this.phase]; // Body, Escape, U1, U2, U2Low, U3, U4
+    return `${escape}${"a".repeat(chars)}"`;
   }
 
   protected ownKey(): string {
@@ -503,11 +584,11 @@ class NumberFrame extends Frame {
   }
 
   override end(): boolean {
-    return this.accepting && this.parent instanceof Root;
+    return this.accepting && endsOutput(this.parent);
   }
 
-  rest(): number {
-    return this.accepting ? 0 : 1;
+  rest(): string {
+    return this.accepting ? "" : "0";
   }
 
   protected ownKey(): string {
@@ -539,11 +620,11 @@ class LiteralFrame extends Frame {
   }
 
   override end(): boolean {
-    return this.pos > 0 && this.complete && this.parent instanceof Root;
+    return this.pos > 0 && this.complete && endsOutput(this.parent);
   }
 
-  rest(): number {
-    return Math.min(...this.alive.map((i) => this.texts[i].length - this.pos));
+  rest(): string | null {
+    return this.alive.map((i) => decoder.decode(this.texts[i].subarray(this.pos))).reduce<string | null>(shorter, null);
   }
 
   protected ownKey(): string {
@@ -561,8 +642,9 @@ function dedupe(frames: readonly Frame[]): readonly Frame[] {
 /** A recognizer state: the live paths (empty means the bytes so far cannot be completed). */
 export type State = readonly Frame[];
 
-export function initialState(root: Node): State {
-  return [new Root(root, false)];
+/** The state before any byte; `suffix` must follow the value. */
+export function initialState(root: Node, suffix: Uint8Array | null = null): State {
+  return [new Root(root, false, suffix && suffix.length ? suffix : null)];
 }
 
 /** The state after byte `b`. */
@@ -589,17 +671,27 @@ export function isComplete(state: State): boolean {
 }
 
 /**
- * The fewest bytes that complete the value from `state` (0 when it may end now): each frame's
- * shortest way out, summed up the stack, the best path of the state. Whitespace is never needed.
+ * The shortest way to complete the value from `state` (with no whitespace): UTF-8 continuation
+ * bytes still due, then text; null if there is none. Each frame's own way out, joined up the
+ * stack, for the path whose way is shortest.
  */
-export function distanceToEnd(state: State): number {
-  let best = Infinity;
+export function completion(state: State): { bytes: number; text: string } | null {
+  let best: { bytes: number; text: string } | null = null;
   for (const top of state) {
-    let d = 0;
-    for (let f: Frame | null = top; f; f = f.parent) d += f.rest();
-    best = Math.min(best, d);
+    const parts: (string | null)[] = [];
+    for (let f: Frame | null = top; f; f = f.parent) parts.push(f.rest());
+    const text = join(...parts);
+    if (text === null) continue;
+    const bytes = top instanceof StringFrame ? top.need : 0;
+    if (!best || bytes + utf8Length(text) < best.bytes + utf8Length(best.text)) best = { bytes, text };
   }
   return best;
+}
+
+/** The fewest bytes that complete the value from `state` (0 when it may end now; Infinity if none). */
+export function distanceToEnd(state: State): number {
+  const c = completion(state);
+  return c ? c.bytes + utf8Length(c.text) : Infinity;
 }
 
 export function stateKey(state: State): string {

@@ -6,6 +6,8 @@ import { decoderKindOf, TokenBytes } from "../../tokenizer/token-bytes.ts";
 import type { Tokenizer } from "../../tokenizer/tokenizer.ts";
 import { utf8Lead } from "./recognizer.ts";
 
+const utf8 = new TextEncoder();
+
 /** Text tokens in byte order; `shared[i]` is how many leading bytes token i has in common with token i - 1. */
 export type SortedTokens = { ids: Int32Array; bytes: Uint8Array[]; shared: Int32Array };
 
@@ -20,19 +22,33 @@ export class TokenVocabulary {
   readonly plainChars: Int32Array;
   /** 1 at every plain token, 0 elsewhere (size entries). */
   readonly plainMask: Uint8Array;
+  /** The most characters a plain token holds. */
+  readonly maxPlainChars: number;
   /** Every other text token. */
   readonly rest: SortedTokens;
+
+  /** The token whose bytes are exactly byte b (-1 if none). */
+  readonly byteToken = new Int32Array(256).fill(-1);
+
+  readonly #spelled = new Map<string, Int32Array | null>();
+  readonly #encode: ((text: string) => number[]) | null;
 
   /**
    * @param size the model's vocabulary (logits width), which may exceed the tokenizer's
    * @param bytesOf the bytes token `id` decodes to
+   * @param encode the tokenizer's encoding of plain text, to spell a completion in few tokens
    */
-  constructor(readonly size: number, bytesOf: (id: number) => Uint8Array | null, eos: readonly number[]) {
+  constructor(readonly size: number, bytesOf: (id: number) => Uint8Array | null, eos: readonly number[], encode?: (text: string) => number[]) {
+    this.#encode = encode ?? null;
     this.bytes = Array.from({ length: size }, (_, id) => {
       const b = bytesOf(id);
       return b && b.length ? b : null;
     });
     this.eos = eos.filter((id) => id < size);
+    for (let id = size - 1; id >= 0; id--) {
+      const b = this.bytes[id];
+      if (b && b.length === 1 && !this.eos.includes(id)) this.byteToken[b[0]] = id;
+    }
     const text: number[] = [];
     for (let id = 0; id < size; id++) if (this.bytes[id] && !this.eos.includes(id)) text.push(id);
     this.all = sortTokens(text, this.bytes);
@@ -49,9 +65,42 @@ export class TokenVocabulary {
     }
     this.plain = Int32Array.from(plain);
     this.plainChars = Int32Array.from(chars);
+    this.maxPlainChars = chars.reduce((a, b) => Math.max(a, b), 0);
     this.plainMask = new Uint8Array(size);
     for (let i = 0; i < plain.length; i++) this.plainMask[plain[i]] = 1;
     this.rest = sortTokens(rest, this.bytes);
+  }
+
+  /**
+   * Text tokens that spell `text` exactly: the tokenizer's encoding when its tokens' bytes are
+   * those of `text`, else one token per byte; null when neither exists. Cached.
+   * @example vocabulary.spell('"}') // e.g. Int32Array [1372]
+   */
+  spell(text: string): Int32Array | null {
+    let ids = this.#spelled.get(text);
+    if (ids === undefined) {
+      const bytes = utf8.encode(text);
+      ids = this.#encode ? this.#checked(this.#encode(text), bytes) : null;
+      if (!ids) {
+        const single = Int32Array.from(bytes, (b) => this.byteToken[b]);
+        ids = single.includes(-1) ? null : single;
+      }
+      if (this.#spelled.size > 50_000) this.#spelled.clear();
+      this.#spelled.set(text, ids);
+    }
+    return ids;
+  }
+
+  // The encoding, if its tokens are text tokens whose bytes, one after the other, are `bytes`.
+  #checked(ids: number[], bytes: Uint8Array): Int32Array | null {
+    let at = 0;
+    for (const id of ids) {
+      const b = id >= 0 && id < this.size && !this.eos.includes(id) ? this.bytes[id] : null;
+      if (!b || at + b.length > bytes.length) return null;
+      for (let i = 0; i < b.length; i++) if (b[i] !== bytes[at + i]) return null;
+      at += b.length;
+    }
+    return at === bytes.length ? Int32Array.from(ids) : null;
   }
 
   static #cache = new WeakMap<Tokenizer, Map<number, TokenVocabulary>>();
@@ -63,7 +112,7 @@ export class TokenVocabulary {
     let v = bySize.get(size);
     if (!v) {
       const bytesOf = tokenBytesOf(tokenizer);
-      v = new TokenVocabulary(size, (id) => (id < tokenizer.vocabSize && !tokenizer.isSpecial(id) ? bytesOf(id) : null), tokenizer.eosIds);
+      v = new TokenVocabulary(size, (id) => (id < tokenizer.vocabSize && !tokenizer.isSpecial(id) ? bytesOf(id) : null), tokenizer.eosIds, (text) => tokenizer.encode(text));
       bySize.set(size, v);
     }
     return v;
