@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "mlx/mlx.h"
+#include "qmm_cpu.h"
 
 namespace mx = mlx::core;
 
@@ -376,6 +377,17 @@ int sm_sdpa(sm_array* out, sm_array q, sm_array k, sm_array v, float scale, cons
 int sm_quantized_matmul(sm_array* out, sm_array x, sm_array w, sm_array scales, sm_array biases, int transpose, int group_size, int bits) {
   SM_TRY(*out = wrap(mx::quantized_matmul(*x, *w, *scales, opt(biases), transpose != 0, group_size, bits)))
 }
+// The same product through the project's CPU kernel for few rows (ffi/qmm_cpu.cpp); on the GPU
+// and for inputs that kernel does not take it is mx::quantized_matmul. Transposed layout only.
+int sm_quantized_matmul_rows(sm_array* out, sm_array x, sm_array w, sm_array scales, sm_array biases, int group_size, int bits) {
+  SM_TRY(*out = wrap(semantic::quantized_matmul_rows(*x, *w, *scales, *biases, group_size, bits)))
+}
+// dequantize to float32 through the same kernel (mx::dequantize off the CPU).
+int sm_dequantize_f32(sm_array* out, sm_array w, sm_array scales, sm_array biases, int group_size, int bits) {
+  SM_TRY(*out = wrap(semantic::dequantize_f32(*w, *scales, *biases, group_size, bits)))
+}
+int sm_quantized_matmul_threads(int* out) { SM_TRY(*out = semantic::qmm_threads()) }
+int sm_quantized_cpu_takes(int* out, int group_size, int bits) { SM_TRY(*out = semantic::cpu_kernel_takes(group_size, bits) ? 1 : 0) }
 // Writes three handles: packed weights, scales, biases.
 int sm_quantize(sm_array* out3, sm_array w, int group_size, int bits) {
   SM_TRY({

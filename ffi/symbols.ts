@@ -91,6 +91,10 @@ export const symbols = {
   sm_sdpa: { args: [ptr, ptr, ptr, ptr, f32, ptr, ptr], returns: i32 }, // int (out, q, k, v, float scale, const char* mask_mode, mask|NULL)
 
   sm_quantized_matmul: { args: [ptr, ptr, ptr, ptr, ptr, i32, i32, i32], returns: i32 }, // int (out, x, w, scales, biases|NULL, int transpose, int group_size, int bits)
+  sm_quantized_matmul_rows: { args: [ptr, ptr, ptr, ptr, ptr, i32, i32], returns: i32 }, // int (out, x, w, scales, biases, int group_size, int bits): the CPU kernel for few rows
+  sm_dequantize_f32: { args: [ptr, ptr, ptr, ptr, i32, i32], returns: i32 }, // int (out, w, scales, biases, int group_size, int bits): float32, same kernel
+  sm_quantized_matmul_threads: { args: [ptr], returns: i32 }, // int (int* out): threads that kernel uses
+  sm_quantized_cpu_takes: { args: [ptr, i32, i32], returns: i32 }, // int (int* out, int group_size, int bits): 1 if the CPU kernel takes this packing
   sm_quantize: { args: [ptr, ptr, i32, i32], returns: i32 }, // int (sm_array out[3], w, int group_size, int bits)
   sm_dequantize: { args: [ptr, ptr, ptr, ptr, i32, i32, i32], returns: i32 }, // int (out, w, scales, biases|NULL, int group_size, int bits, int dtype|-1)
 

@@ -3,7 +3,8 @@
 // matches, so a second run does no network I/O; downloads are kept in the user's cache.
 import { createHash } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { cpus } from "node:os";
+import { basename, dirname, join } from "node:path";
 import { cacheDir, defaultModelPath, depsDir, ffiLibraryPath, repoRoot } from "../shared/paths.ts";
 import { DEFAULT_MODEL, MLX_VERSION, MLX_WHEELS, OPENBLAS_WHEELS } from "../shared/pins.ts";
 
@@ -114,20 +115,27 @@ function swapInOpenBlas(libs: string, openblas: string): void {
 }
 
 function ensureFfi(mlxDir: string): void {
-  const source = join(repoRoot, "ffi", "semantic_mlx.cpp");
+  const ffiDir = join(repoRoot, "ffi");
+  const files = readdirSync(ffiDir).filter((f) => /\.(cpp|h)$/.test(f)).sort();
+  const sources = files.filter((f) => f.endsWith(".cpp")).map((f) => join(ffiDir, f));
   const mac = process.platform === "darwin";
   const lib = join(mlxDir, "lib");
+  // The library is built on the machine that runs it, so the CPU kernel (ffi/qmm_cpu.cpp) may use
+  // all of its vector units: -march=native on x86 (AVX2/AVX-512). On arm64, NEON and FMA are part
+  // of the base architecture (and Apple's clang long rejected -march=native there).
+  const arch = process.arch === "x64" ? ["-march=native"] : [];
   const flags = [
-    "-std=c++20", "-O2", "-fPIC", mac ? "-dynamiclib" : "-shared",
+    "-std=c++20", "-O3", "-ffp-contract=fast", ...arch, "-fPIC", mac ? "-dynamiclib" : "-shared",
     `-I${join(mlxDir, "include")}`, `-L${lib}`, "-lmlx", `-Wl,-rpath,${lib}`,
   ];
   const stampPath = `${ffiLibraryPath}.stamp`;
-  const want = sha256Text(readFileSync(source, "utf8"), mlxDir, flags.join(" "));
+  // The CPU's model is part of the stamp: a .deps folder copied to another machine rebuilds for it.
+  const want = sha256Text(...files.flatMap((f) => [f, readFileSync(join(ffiDir, f), "utf8")]), mlxDir, flags.join(" "), cpus()[0]?.model ?? "");
   if (existsSync(ffiLibraryPath) && readStamp(stampPath) === want) return;
-  log("building the C ABI (ffi/semantic_mlx.cpp)");
+  log(`building the C ABI (${sources.map((s) => `ffi/${basename(s)}`).join(", ")})`);
   mkdirSync(join(depsDir, "build"), { recursive: true });
   const tmp = `${ffiLibraryPath}.tmp-${process.pid}`;
-  run([process.env.CXX ?? "c++", source, "-o", tmp, ...flags]);
+  run([process.env.CXX ?? "c++", ...sources, "-o", tmp, ...flags]);
   renameSync(tmp, ffiLibraryPath);
   writeFileSync(stampPath, want);
 }

@@ -21,6 +21,7 @@ import { type LoadedModel, loadModel } from "../../shared/models/load.ts";
 import type { Weights } from "../../shared/models/model.ts";
 import { linear, type Weight } from "../../shared/models/nn.ts";
 import { defaultModelPath, repoRoot } from "../../shared/paths.ts";
+import { fmt, measureProcess, quantile } from "./harness.ts";
 import { machineLine, writeSection } from "./markdown-section.ts";
 
 const LEVELS = process.env.BENCH_LEVELS ? process.env.BENCH_LEVELS.split(",").map(Number) : [1, 2, 4, 8, 16];
@@ -120,11 +121,6 @@ function profileStep(m: LoadedModel, rows: number): StepProfile {
 
 type Metrics = { aggregate: number; endToEnd: number; itlP50: number; itlP99: number; tokens: number; streams: number };
 
-const quantile = (xs: number[], q: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length ? s[Math.min(s.length - 1, Math.floor(q * s.length))] : Number.NaN;
-};
-
 /**
  * Aggregate decode tok/s over the window in which every stream is decoding (from the last
  * stream's first token to the first stream's last), end-to-end tok/s (all tokens over the whole
@@ -157,58 +153,10 @@ function best(out: Output): Map<number, Metrics> {
   return byLevel;
 }
 
-function cpuJiffies(): { busy: number; total: number } | null {
-  if (!existsSync("/proc/stat")) return null;
-  const f = readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1, 9).map(Number);
-  const total = f.reduce((x, y) => x + y, 0);
-  return { busy: total - f[3] - f[4], total };
-}
-
-/** Waits (up to `maxS`) for a second in which other processes use under 20% of the machine. */
-async function waitForQuiet(maxS: number): Promise<void> {
-  const t0 = performance.now();
-  for (let said = false; ; said = true) {
-    const a = cpuJiffies();
-    await Bun.sleep(1000);
-    const b = cpuJiffies();
-    if (!a || !b) return;
-    const share = (b.busy - a.busy) / Math.max(1, b.total - a.total);
-    if (share < 0.2) return;
-    if ((performance.now() - t0) / 1000 > maxS) return log(`other processes still use ${(share * 100).toFixed(0)}% of the CPUs; measuring anyway`);
-    if (!said) log(`waiting up to ${maxS} s for other processes (${(share * 100).toFixed(0)}% of the CPUs) to quiet down`);
-  }
-}
-
 /** Runs one engine's process; its last stdout line is its JSON output. Notes the CPU others took meanwhile. */
 async function measure(what: string, cmd: string[]): Promise<Output | string> {
-  await waitForQuiet(quietWaitS);
-  log(`${what} ...`);
-  const t0 = performance.now();
-  const cpu0 = cpuJiffies();
-  const proc = Bun.spawn(cmd, {
-    cwd: repoRoot, stdout: "pipe", stderr: "pipe",
-    env: { ...process.env, OPENBLAS_NUM_THREADS: String(threads), OMP_NUM_THREADS: String(threads) },
-  });
-  const timer = setTimeout(() => proc.kill(), 20 * 60_000);
-  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  clearTimeout(timer);
-  const cpu1 = cpuJiffies();
-  if (code !== 0) {
-    const reason = `exit ${code}: ${stderr.trim().split("\n").slice(-3).join(" | ").slice(0, 300)}`;
-    log(`${what}: failed (${reason})`);
-    return reason;
-  }
-  try {
-    const out = JSON.parse(stdout.trim().split("\n").at(-1)!) as Output;
-    if (cpu0 && cpu1) {
-      const own = (Number(proc.resourceUsage()?.cpuTime.total ?? 0n) / 1e6) * 100; // jiffies
-      out.othersCpu = Math.max(0, (cpu1.busy - cpu0.busy - own) / Math.max(1, cpu1.total - cpu0.total));
-    }
-    log(`${what}: done in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
-    return out;
-  } catch {
-    return `unreadable output: ${stdout.slice(0, 200)}`;
-  }
+  const r = await measureProcess<Output>(what, cmd, { log, quietWaitS, threads, timeoutMs: 20 * 60_000 });
+  return r.ok ? r.value : r.reason;
 }
 
 /** 16 prompts of 32 ids: different openings of plain prose (no chat template, no BOS). */
@@ -252,8 +200,6 @@ function peerCommands(workloadPath: string): { name: string; cmd: string[] | str
   });
   return out;
 }
-
-const fmt = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : "—");
 
 async function main(): Promise<void> {
   const started = performance.now();

@@ -22,6 +22,7 @@ import type { Weights } from "../../shared/models/model.ts";
 import type { LayerCache } from "../../shared/models/cache.ts";
 import { embed, linear, type Weight } from "../../shared/models/nn.ts";
 import { defaultModelPath, repoRoot } from "../../shared/paths.ts";
+import { fmt, measureProcess } from "./harness.ts";
 import { machineLine, writeSection } from "./markdown-section.ts";
 import { ensureConvertedModel, ensureMlxLm, ensureNodeLlamaCpp, type Peer, peersDir } from "./peers/setup.ts";
 
@@ -266,66 +267,11 @@ async function child(mode: "dense" | "quantized", workloadPath: string, runs: nu
 
 const log = (msg: string) => process.stderr.write(`bench:model: ${msg}\n`);
 
-/** Jiffies (1/100 s, summed over cores) the machine spent busy, and in all, since boot. */
-function cpuJiffies(): { busy: number; total: number } | null {
-  if (!existsSync("/proc/stat")) return null;
-  const f = readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1, 9).map(Number);
-  const total = f.reduce((x, y) => x + y, 0);
-  return { busy: total - f[3] - f[4], total };
-}
-
-/** Waits (up to `maxS`) for a second in which other processes use under 20% of the machine. */
-async function waitForQuiet(maxS: number): Promise<void> {
-  const t0 = Bun.nanoseconds();
-  let said = false;
-  while (true) {
-    const a = cpuJiffies();
-    await Bun.sleep(1000);
-    const b = cpuJiffies();
-    if (!a || !b) return;
-    const share = (b.busy - a.busy) / Math.max(1, b.total - a.total);
-    if (share < 0.2) return;
-    if (msSince(t0) / 1000 > maxS) {
-      log(`other processes still use ${(share * 100).toFixed(0)}% of the CPUs; measuring anyway`);
-      return;
-    }
-    if (!said) log(`waiting up to ${maxS} s for other processes (${(share * 100).toFixed(0)}% of the CPUs) to quiet down`);
-    said = true;
-  }
-}
-
 /** Runs a measuring process; its last stdout line is its JSON result. Notes the CPU other processes took meanwhile. */
 async function measure<T extends Result>(what: string, cmd: string[]): Promise<Peer<T>> {
-  await waitForQuiet(quietWaitS);
-  log(`${what} ...`);
-  const t0 = Bun.nanoseconds();
-  const cpu0 = cpuJiffies();
-  const proc = Bun.spawn(cmd, {
-    cwd: repoRoot, stdout: "pipe", stderr: "pipe",
-    env: { ...process.env, OPENBLAS_NUM_THREADS: String(threads), OMP_NUM_THREADS: String(threads) },
-  });
-  const timer = setTimeout(() => proc.kill(), peerTimeoutMs);
-  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  clearTimeout(timer);
-  const cpu1 = cpuJiffies();
-  const secs = msSince(t0) / 1000;
-  if (code !== 0) {
-    const reason = proc.signalCode ? `abandoned after ${peerTimeoutMs / 1000} s (BENCH_PEER_TIMEOUT)` : `exit ${code}: ${stderr.trim().split("\n").slice(-3).join(" | ").slice(0, 300)}`;
-    log(`${what}: failed (${reason})`);
-    return { ok: false, reason };
-  }
-  let value: T;
-  try {
-    value = JSON.parse(stdout.trim().split("\n").at(-1)!) as T;
-  } catch {
-    return { ok: false, reason: `unreadable output: ${stdout.slice(0, 200)}` };
-  }
-  if (cpu0 && cpu1) {
-    const own = (Number(proc.resourceUsage()?.cpuTime.total ?? 0n) / 1e6) * 100; // jiffies
-    value.othersCpu = Math.max(0, (cpu1.busy - cpu0.busy - own) / Math.max(1, cpu1.total - cpu0.total));
-  }
-  log(`${what}: done in ${secs.toFixed(0)} s (prefill ${fmt(value.prefillTps)} tok/s, decode ${fmt(value.decodeTps)} tok/s)`);
-  return { ok: true, value };
+  const r = await measureProcess<T>(what, cmd, { log, quietWaitS, threads, timeoutMs: peerTimeoutMs, timeoutHint: "(BENCH_PEER_TIMEOUT)" });
+  if (r.ok) log(`${what}: prefill ${fmt(r.value.prefillTps)} tok/s, decode ${fmt(r.value.decodeTps)} tok/s`);
+  return r;
 }
 
 /** The fixed prompt: a paragraph repeated, tokenized, the first 512 ids (no specials, no BOS). */
@@ -339,7 +285,6 @@ async function buildWorkload(): Promise<Workload> {
   return { ids, decode: DECODE_TOKENS, threads };
 }
 
-const fmt = (x: number | undefined, d = 1) => (x !== undefined && Number.isFinite(x) ? x.toFixed(d) : "—");
 const mib = (b?: number) => (b === undefined ? "—" : `${(b / 2 ** 20).toFixed(0)} MiB`);
 const ratio = (a: number, b: number) => (Number.isFinite(a / b) && b > 0 ? `${(a / b).toFixed(2)}×` : "—");
 

@@ -1,7 +1,7 @@
 // Affine-quantized weights (MLX's format: packed uint32 + per-group scales and biases).
 import { MxArray } from "./array.ts";
 import type { Dtype } from "./dtype.ts";
-import { check, lib, out } from "./native.ts";
+import { check, lib, out, readI32 } from "./native.ts";
 import { made } from "./ops.ts";
 
 export type QuantizedWeight = { w: MxArray; scales: MxArray; biases: MxArray; groupSize: number; bits: number };
@@ -9,6 +9,32 @@ export type QuantizedWeight = { w: MxArray; scales: MxArray; biases: MxArray; gr
 /** x @ dequantize(w).T (transpose=true, the Linear layout) without materializing the weights. */
 export function quantizedMatmul(x: MxArray, q: QuantizedWeight, transpose = true): MxArray {
   return made(lib().sm_quantized_matmul(out, x.handle, q.w.handle, q.scales.handle, q.biases.handle, transpose ? 1 : 0, q.groupSize, q.bits));
+}
+
+/**
+ * The same product through the project's CPU kernel for few rows (decode): each weight is read
+ * once for all rows, columns split over threads. Off the CPU, and for dtypes or bit widths the
+ * kernel does not take, it is MLX's quantizedMatmul.
+ */
+export function quantizedMatmulRows(x: MxArray, q: QuantizedWeight): MxArray {
+  return made(lib().sm_quantized_matmul_rows(out, x.handle, q.w.handle, q.scales.handle, q.biases.handle, q.groupSize, q.bits));
+}
+
+/** dequantize(q) as float32 through the same CPU kernel (MLX's own CPU dequantize is far slower); MLX's off the CPU. */
+export function dequantizeFloat32(q: QuantizedWeight): MxArray {
+  return made(lib().sm_dequantize_f32(out, q.w.handle, q.scales.handle, q.biases.handle, q.groupSize, q.bits));
+}
+
+/** Threads quantizedMatmulRows splits its columns over (OMP_NUM_THREADS, else the cores, at most 8). */
+export function quantizedMatmulThreads(): number {
+  check(lib().sm_quantized_matmul_threads(out));
+  return readI32();
+}
+
+/** Whether quantizedMatmulRows and dequantizeFloat32 have a CPU kernel for this packing (else they are MLX's ops). */
+export function cpuKernelTakes(groupSize: number, bits: number): boolean {
+  check(lib().sm_quantized_cpu_takes(out, groupSize, bits));
+  return readI32() === 1;
 }
 
 export function quantize(w: MxArray, groupSize = 64, bits = 4): QuantizedWeight {

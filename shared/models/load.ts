@@ -3,7 +3,7 @@
 import { createHash } from "node:crypto";
 import { closeSync, existsSync, openSync, readSync, statSync } from "node:fs";
 import { basename } from "node:path";
-import { defaultDevice, Dtype } from "../mlx/index.ts";
+import { cpuKernelTakes, defaultDevice, Dtype, type QuantizedWeight } from "../mlx/index.ts";
 import { ChatTemplate } from "../tokenizer/chat-template.ts";
 import { loadTokenizer } from "../tokenizer/load-tokenizer.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
@@ -15,8 +15,10 @@ import { Config, type LanguageModel, ModelLoadError, Weights } from "./model.ts"
 
 /**
  * How linear weights are held: `quantized` as stored; `dense` dequantized to float32 at load.
- * `auto` picks dense on the CPU backend, where MLX's quantized matmul is several times slower
- * (see BENCHMARKS.md), and quantized on the GPU, where it saves memory bandwidth.
+ * `auto` picks quantized: on the GPU for Metal's kernels; on the CPU when the project's kernel
+ * takes the packing (2, 4 or 8 bits; groups of 32, 64 or 128), which decodes faster than dense
+ * float32 by reading ~5x fewer bytes and prefills as fast (see BENCHMARKS.md, bench:qmm and
+ * bench:model). Other packings are dense on the CPU, where MLX's quantized matmul is slow.
  */
 export type WeightMode = "auto" | "quantized" | "dense";
 
@@ -72,7 +74,7 @@ export async function loadModel(source: string, opts: LoadOptions = {}): Promise
   const quantized = weights.quantized();
   const quantization = quantized.length ? describeQuantization(weights, quantized) : "none";
   const mode = opts.weights ?? "auto";
-  const weightMode = mode === "auto" ? (defaultDevice() === "cpu" ? "dense" : "quantized") : mode;
+  const weightMode = mode === "auto" ? autoWeightMode(weights, quantized) : mode;
   // MLX's CPU kernels are fast in float32 only (float16 quantized matmul is ~50x slower there).
   // On the GPU, models trained in bfloat16 (Gemma 3) overflow float16 activations: keep their dtype.
   const gpuDtype = (files.config.torch_dtype ?? (files.config.text_config as Record<string, unknown> | undefined)?.torch_dtype) === "bfloat16" ? Dtype.bfloat16 : Dtype.float16;
@@ -92,6 +94,15 @@ export async function loadModel(source: string, opts: LoadOptions = {}): Promise
   const digest = weightsDigest(isFile ? [path] : (files as { files: string[] }).files);
   const tag = `${id}@${digest}/${quantization}/${weightMode}/${Dtype[activations]}`;
   return { id, source: path, model, tokenizer, chatTemplate, tag, weightMode, quantization };
+}
+
+function autoWeightMode(w: Weights, prefixes: string[]): Exclude<WeightMode, "auto"> {
+  if (defaultDevice() !== "cpu") return "quantized";
+  const takes = prefixes.every((p) => {
+    const q = w.weight(p) as QuantizedWeight;
+    return cpuKernelTakes(q.groupSize, q.bits);
+  });
+  return prefixes.length && takes ? "quantized" : "dense";
 }
 
 function describeQuantization(w: Weights, prefixes: string[]): string {

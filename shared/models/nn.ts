@@ -1,6 +1,9 @@
 // The few layers every architecture shares: linear and embedding over dense or quantized
 // weights. Architectures write their own attention and MLP from these (as mlx-lm does).
-import { add, dequantize, type MxArray, matmul, quantizedMatmul, type QuantizedWeight, take, transpose, tidy } from "../mlx/index.ts";
+import {
+  add, defaultDevice, dequantize, dequantizeFloat32, type MxArray, matmul, quantizedMatmul, quantizedMatmulRows, type QuantizedWeight, take,
+  transpose, tidy,
+} from "../mlx/index.ts";
 
 export type Weight = MxArray | QuantizedWeight;
 
@@ -8,10 +11,27 @@ export function isQuantized(w: Weight): w is QuantizedWeight {
   return (w as QuantizedWeight).scales !== undefined;
 }
 
-/** x @ w.T (+ bias): the Linear layer, weights stored (out, in). */
+/**
+ * Up to this many rows (tokens in one forward: decode batches), quantized weights on the CPU go
+ * through the project's kernel, which reads each packed weight once for all rows; above it
+ * (prefill) a float32 copy of the one layer's weights feeds BLAS. Measured in BENCHMARKS.md
+ * (bench:qmm): the kernel wins up to ~16 rows, BLAS's sgemm beyond.
+ */
+export const CPU_KERNEL_MAX_ROWS = 16;
+
+/** x @ w.T (+ bias): the Linear layer, weights stored (out, in). The one place a matmul kernel is chosen. */
 export function linear(x: MxArray, w: Weight, bias: MxArray | null = null): MxArray {
-  const y = isQuantized(w) ? quantizedMatmul(x, w) : matmul(x, transpose(w));
+  const y = isQuantized(w) ? quantizedLinear(x, w) : matmul(x, transpose(w));
   return bias ? add(y, bias) : y;
+}
+
+function quantizedLinear(x: MxArray, w: QuantizedWeight): MxArray {
+  // Metal has fast quantized kernels at every size.
+  if (defaultDevice() !== "cpu") return quantizedMatmul(x, w);
+  const shape = x.shape;
+  const rows = shape.slice(0, -1).reduce((a, b) => a * b, 1);
+  if (rows <= CPU_KERNEL_MAX_ROWS) return quantizedMatmulRows(x, w);
+  return matmul(x, transpose(dequantizeFloat32(w)));
 }
 
 /** Rows of the embedding table for token ids of any shape: (..., D). */

@@ -9,14 +9,21 @@ import fixture from "../fixtures/smollm2-logits.json";
 
 type Prompt = (typeof fixture.prompts)[number];
 
-let m: LoadedModel;
+// Both weight modes run the transformers comparisons: dense float32 (BLAS matmuls) and quantized,
+// the CPU default (the project's kernel for up to 16 rows, BLAS over a per-layer float32 copy above).
+const models = new Map<string, LoadedModel>();
+let m: LoadedModel; // the CPU default, for the generation tests
 beforeAll(async () => {
-  m = await loadModel(defaultModelPath(), { weights: "dense" });
+  for (const mode of ["dense", "quantized"] as const) models.set(mode, await loadModel(defaultModelPath(), { weights: mode }));
+  m = await loadModel(defaultModelPath());
 });
-afterAll(() => m?.model.free());
+afterAll(() => {
+  for (const x of models.values()) x.model.free();
+  m?.model.free();
+});
 
 /** Full-sequence logits (L, V) as float32. */
-function logitsOf(ids: number[]): Float32Array {
+function logitsOf(m: LoadedModel, ids: number[]): Float32Array {
   const caches = m.model.makeCache();
   try {
     return mx.tidy(() => m.model.forward(mx.array(Int32Array.from(ids), [1, ids.length], mx.Dtype.int32), caches)).toFloat32();
@@ -32,17 +39,19 @@ function worstError(p: Prompt, all: Float32Array, V: number): number {
   return worst;
 }
 
-describe("SmolLM2-135M-Instruct Q4_1 (dense float32) vs transformers", () => {
+for (const mode of ["dense", "quantized"] as const) describe(`SmolLM2-135M-Instruct Q4_1 (${mode} weights) vs transformers`, () => {
   // Same dequantized weights in float32 on both sides: only summation order differs, which over
   // 30 layers moves logits of magnitude ~30 by ~1e-4. 2e-3 leaves room for BLAS kernels while
   // still catching any real error (a wrong RoPE layout or dequantization moves them by >0.5).
   const TOLERANCE = 2e-3;
   for (const p of fixture.prompts) {
     test(`${p.name}: top-20 logits at all ${p.ids.length} positions`, () => {
-      expect(worstError(p, logitsOf(p.ids), m.model.vocabSize)).toBeLessThan(TOLERANCE);
+      const m = models.get(mode)!;
+      expect(worstError(p, logitsOf(m, p.ids), m.model.vocabSize)).toBeLessThan(TOLERANCE);
     });
 
     test(`${p.name}: 32 greedy tokens with the KV cache equal transformers' full-sequence argmax`, () => {
+      const m = models.get(mode)!;
       const caches = m.model.makeCache();
       const out: number[] = [];
       try {
@@ -60,6 +69,12 @@ describe("SmolLM2-135M-Instruct Q4_1 (dense float32) vs transformers", () => {
       expect(out).toEqual(p.greedy);
     });
   }
+});
+
+describe("generation on the CPU default weights", () => {
+  test("the CPU default is quantized weights (the project's kernel)", () => {
+    expect(m.weightMode).toBe("quantized");
+  });
 
   test("generate streams the greedy tokens until EOS, with text, in chunked prefill", async () => {
     const p = fixture.prompts.find((q) => q.name === "chat")!;
@@ -119,18 +134,3 @@ describe("SmolLM2-135M-Instruct Q4_1 (dense float32) vs transformers", () => {
   });
 });
 
-describe("quantized weights (the GPU default) on the same model", () => {
-  test("quantized matmuls give the dense path's logits", async () => {
-    const q = await loadModel(defaultModelPath(), { weights: "quantized" });
-    try {
-      const p = fixture.prompts.find((x) => x.name === "plain")!;
-      const caches = q.model.makeCache();
-      const all = mx.tidy(() => q.model.forward(mx.array(Int32Array.from(p.ids), [1, p.ids.length], mx.Dtype.int32), caches)).toFloat32();
-      for (const c of caches) c.free();
-      // On the CPU activations stay float32, so the packed weights reproduce the same math.
-      expect(worstError(p, all, q.model.vocabSize)).toBeLessThan(2e-3);
-    } finally {
-      q.model.free();
-    }
-  });
-});

@@ -1,0 +1,503 @@
+// The CPU kernel behind semantic::quantized_matmul_rows (see qmm_cpu.h) and its thread pool.
+//
+// Layout (MLX affine): row n of w packs K values of `bits` bits, lowest bits first, 32 / bits per
+// uint32; value k of row n is scales[n, k / G] * q + biases[n, k / G].
+//
+// The loops are written with GCC/Clang vector extensions (W floats) rather than intrinsics (but
+// for a few x86 loads below), so the same code becomes AVX2/AVX-512 on x86 and NEON on arm64
+// (NEON's speed is not measured here: no arm64 machine). For each output column the kernel
+// dequantizes W weights at a time and multiplies them into every row's accumulator, so each
+// weight byte is read once per call whatever the number of rows.
+
+#include "qmm_cpu.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#include "mlx/backend/cpu/encoder.h"
+#include "mlx/primitives.h"
+
+namespace mx = mlx::core;
+
+namespace semantic {
+namespace {
+
+// Lanes per vector: 16 where AVX-512 has the registers for them (twice the work per instruction),
+// else 8 (AVX2: one register; NEON: two).
+#if defined(__AVX512F__)
+constexpr int W = 16;
+#else
+constexpr int W = 8;
+#endif
+
+typedef float vf __attribute__((vector_size(W * 4)));
+typedef uint32_t vu __attribute__((vector_size(W * 4)));
+typedef int32_t vi __attribute__((vector_size(W * 4)));
+
+inline vf loadv(const float* p) {
+  vf v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+inline void storev(float* p, vf v) {
+  std::memcpy(p, &v, sizeof v);
+}
+
+inline vf splat(float f) {
+  return vf{} + f;
+}
+
+inline float hsum(vf v) {
+  float s = 0;
+  for (int i = 0; i < W; i++) s += v[i];
+  return s;
+}
+
+// The raw values q of elements k .. k + W - 1 of a packed row, as floats (k a multiple of W):
+// each lane takes its word and shifts its own bits down. The integers go through signed int32,
+// as x86 before AVX-512 has no single unsigned-to-float conversion. A few x86 intrinsics stand in
+// where GCC builds the vector through memory.
+template <int BITS>
+inline vf unpack(const uint32_t* row, int k) {
+  static_assert(BITS == 2 || BITS == 4 || BITS == 8);
+  const uint32_t* p = row + k * BITS / 32;
+#if defined(__AVX512F__)
+  if constexpr (BITS == 8) {
+    return __builtin_convertvector((vi)_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), vf);
+  } else if constexpr (BITS == 4) {
+    const __m512i pick = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    const vu words = (vu)_mm512_permutexvar_epi32(pick, _mm512_castsi128_si512(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+    const vu shifts = {0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28};
+    return __builtin_convertvector((vi)((words >> shifts) & 0xfu), vf);
+  } else {
+    const vu shifts = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
+    return __builtin_convertvector((vi)(((vu{} + p[0]) >> shifts) & 0x3u), vf);
+  }
+#else
+  if constexpr (BITS == 4) {
+    const vu shifts = {0, 4, 8, 12, 16, 20, 24, 28};
+    return __builtin_convertvector((vi)(((vu{} + p[0]) >> shifts) & 0xfu), vf);
+  } else if constexpr (BITS == 8) {
+#if defined(__AVX2__)
+    return __builtin_convertvector((vi)_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))), vf);
+#else
+    const uint32_t a = p[0], b = p[1];
+    const vu words = {a, a, a, a, b, b, b, b};
+    const vu shifts = {0, 8, 16, 24, 0, 8, 16, 24};
+    return __builtin_convertvector((vi)((words >> shifts) & 0xffu), vf);
+#endif
+  } else {
+    // Eight 2-bit values are half a word: k % 16 says which half.
+    const vu shifts = {0, 2, 4, 6, 8, 10, 12, 14};
+    return __builtin_convertvector((vi)(((vu{} + (p[0] >> ((k & 8) * 2))) >> shifts) & 0x3u), vf);
+  }
+#endif
+}
+
+struct Problem {
+  const float* x;  // (M, K)
+  const uint32_t* w;  // (N, K * bits / 32)
+  const float* scales;  // (N, K / G)
+  const float* biases;
+  float* out;  // (M, N)
+  int M, N, K;
+};
+
+// Columns n .. n + NC - 1 for MB rows starting at x / out: dequantize W weights of each column,
+// use them MB times; the NC columns share each row's loads of x.
+template <int BITS, int G, int MB, int NC>
+inline void column_block(const Problem& p, const float* x, float* out, int n) {
+  const int K = p.K, groups = K / G, words = K * BITS / 32;
+  const uint32_t* row[NC];
+  const float* s[NC];
+  const float* b[NC];
+  for (int c = 0; c < NC; c++) {
+    row[c] = p.w + static_cast<size_t>(n + c) * words;
+    s[c] = p.scales + static_cast<size_t>(n + c) * groups;
+    b[c] = p.biases + static_cast<size_t>(n + c) * groups;
+  }
+  vf acc[NC][MB];
+  for (int c = 0; c < NC; c++)
+    for (int m = 0; m < MB; m++) acc[c][m] = vf{};
+  for (int g = 0; g < groups; g++) {
+    vf scale[NC], bias[NC];
+    for (int c = 0; c < NC; c++) scale[c] = splat(s[c][g]), bias[c] = splat(b[c][g]);
+    for (int k = g * G; k < (g + 1) * G; k += W) {
+      vf wf[NC];
+      for (int c = 0; c < NC; c++) wf[c] = unpack<BITS>(row[c], k) * scale[c] + bias[c];
+      for (int m = 0; m < MB; m++) {
+        const vf xv = loadv(x + static_cast<size_t>(m) * K + k);
+        for (int c = 0; c < NC; c++) acc[c][m] += wf[c] * xv;
+      }
+    }
+  }
+  for (int c = 0; c < NC; c++)
+    for (int m = 0; m < MB; m++) out[static_cast<size_t>(m) * p.N + n + c] = hsum(acc[c][m]);
+}
+
+// Rows taken together. Their accumulators fit in registers (AVX-512 has 32, AVX2 16; a NEON
+// vector of 8 floats takes two of its 32), and eight rows of x stay in L1 (measured: blocks of
+// 16 rows are slower with AVX-512 too).
+constexpr int ROW_BLOCK = 8;
+
+// Columns [n0, n1) for MB rows: two columns at a time while their accumulators fit in registers
+// too. Each column sums in the same order either way.
+template <int BITS, int G, int MB>
+void columns_fused(const Problem& p, const float* x, float* out, int n0, int n1) {
+  constexpr int NC = MB <= (W == 16 ? 8 : 4) ? 2 : 1;
+  int n = n0;
+  for (; n + NC <= n1; n += NC) column_block<BITS, G, MB, NC>(p, x, out, n);
+  for (; n < n1; n++) column_block<BITS, G, MB, 1>(p, x, out, n);
+}
+
+// columns_fused for a number of rows known at run time (1 .. ROW_BLOCK).
+template <int BITS, int G, int MB = 1>
+void columns_rows(int rows, const Problem& p, const float* x, float* out, int n0, int n1) {
+  if constexpr (MB < ROW_BLOCK) {
+    if (rows > MB) return columns_rows<BITS, G, MB + 1>(rows, p, x, out, n0, n1);
+  }
+  columns_fused<BITS, G, MB>(p, x, out, n0, n1);
+}
+
+// Columns [n0, n1) for all rows, ROW_BLOCK rows at a time: more rows unpack the weights again
+// (from cache) rather than spill accumulators. A row's result does not depend on the others.
+template <int BITS, int G>
+void columns(const Problem& p, int n0, int n1) {
+  for (int m0 = 0; m0 < p.M; m0 += ROW_BLOCK) {
+    const size_t at = static_cast<size_t>(m0);
+    columns_rows<BITS, G>(std::min(ROW_BLOCK, p.M - m0), p, p.x + at * p.K, p.out + at * p.N, n0, n1);
+  }
+}
+
+// Row n of the weights, dequantized into dst[0 .. K).
+template <int BITS, int G>
+void dequantize_row(const Problem& p, int n, float* dst) {
+  const int K = p.K, groups = K / G, words = K * BITS / 32;
+  const uint32_t* row = p.w + static_cast<size_t>(n) * words;
+  const float* s = p.scales + static_cast<size_t>(n) * groups;
+  const float* b = p.biases + static_cast<size_t>(n) * groups;
+  for (int g = 0; g < groups; g++) {
+    const vf scale = splat(s[g]), bias = splat(b[g]);
+    for (int k = g * G; k < (g + 1) * G; k += W) storev(dst + k, unpack<BITS>(row, k) * scale + bias);
+  }
+}
+
+// The dequantize op: weight rows [n0, n1) into out (N, K).
+template <int BITS, int G>
+void rows_dequantized(const Problem& p, int n0, int n1) {
+  for (int n = n0; n < n1; n++) dequantize_row<BITS, G>(p, n, p.out + static_cast<size_t>(n) * p.K);
+}
+
+using ColumnsFn = void (*)(const Problem&, int, int);
+
+enum class Op { matmul, dequantize };
+
+template <int BITS, int G>
+ColumnsFn pick_op(Op op) {
+  return op == Op::matmul ? columns<BITS, G> : rows_dequantized<BITS, G>;
+}
+
+template <int BITS>
+ColumnsFn pick_group(int group_size, Op op) {
+  switch (group_size) {
+    case 32: return pick_op<BITS, 32>(op);
+    case 64: return pick_op<BITS, 64>(op);
+    case 128: return pick_op<BITS, 128>(op);
+    default: return nullptr;
+  }
+}
+
+ColumnsFn pick(int bits, int group_size, Op op) {
+  switch (bits) {
+    case 2: return pick_group<2>(group_size, op);
+    case 4: return pick_group<4>(group_size, op);
+    case 8: return pick_group<8>(group_size, op);
+    default: return nullptr;
+  }
+}
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// OMP_NUM_THREADS, else OPENBLAS_NUM_THREADS (what the benchmarks set to pin every engine's
+// threads), else the machine's cores, at most 8: one decode step's matmuls are a few MB each.
+int configured_threads() {
+  for (const char* name : {"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"}) {
+    if (const char* v = std::getenv(name)) {
+      int n = std::atoi(v);
+      if (n > 0) return std::min(n, 64);
+    }
+  }
+  int hw = static_cast<int>(std::thread::hardware_concurrency());
+  return std::clamp(hw, 1, 8);
+}
+
+// A small persistent pool: the caller and the workers take chunks of columns from one atomic
+// counter. Workers spin a short while after a job (decode runs ~200 matmuls per step, a few
+// tens of microseconds apart), then sleep on a condition variable.
+class Pool {
+ public:
+  explicit Pool(int threads) : threads_(threads) {
+    for (int i = 1; i < threads_; i++) std::thread([this] { work(); }).detach();
+  }
+
+  int threads() const { return threads_; }
+
+  // Runs fn(ctx, begin, end) over [0, total) in chunks of `chunk`; returns when all are done.
+  void run(void (*fn)(void*, int, int), void* ctx, int total, int chunk) {
+    const int chunks = (total + chunk - 1) / chunk;
+    std::unique_lock<std::mutex> busy(run_mutex_, std::try_to_lock);
+    if (threads_ == 1 || chunks <= 1 || !busy.owns_lock()) {
+      fn(ctx, 0, total);
+      return;
+    }
+    fn_ = fn;
+    ctx_ = ctx;
+    total_ = total;
+    chunk_ = chunk;
+    chunks_ = chunks;
+    next_.store(0);
+    done_.store(0);
+    const uint64_t open = generation_.load() + 1;  // odd: a job is open
+    generation_.store(open);
+    if (sleepers_.load() > 0) {
+      { std::lock_guard<std::mutex> lock(mutex_); }
+      wake_.notify_all();
+    }
+    take_chunks();
+    for (int spins = 0; done_.load(std::memory_order_acquire) < chunks; spins++) {
+      if (spins < 20000) cpu_relax();
+      else std::this_thread::yield();
+    }
+    generation_.store(open + 1);  // closed: late workers leave without touching the counters
+    while (inside_.load() > 0) cpu_relax();
+  }
+
+ private:
+  void take_chunks() {
+    for (int c; (c = next_.fetch_add(1)) < chunks_;) {
+      const int begin = c * chunk_;
+      fn_(ctx_, begin, std::min(total_, begin + chunk_));
+      done_.fetch_add(1, std::memory_order_release);
+    }
+  }
+
+  void work() {
+    uint64_t seen = 0;
+    for (;;) {
+      uint64_t g = wait_for_job(seen);
+      seen = g;
+      inside_.fetch_add(1);
+      if (generation_.load() == g) take_chunks();
+      inside_.fetch_sub(1);
+    }
+  }
+
+  // Blocks until an open job newer than `seen` appears; returns its generation.
+  uint64_t wait_for_job(uint64_t seen) {
+    auto fresh = [&](uint64_t g) { return (g & 1) && g != seen; };
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(SPIN_US);
+    for (int i = 0;; i++) {
+      uint64_t g = generation_.load();
+      if (fresh(g)) return g;
+      if ((i & 63) == 63 && std::chrono::steady_clock::now() > until) break;
+      cpu_relax();
+    }
+    std::unique_lock<std::mutex> lock(mutex_);
+    sleepers_.fetch_add(1);
+    uint64_t g;
+    wake_.wait(lock, [&] { return fresh(g = generation_.load()); });
+    sleepers_.fetch_sub(1);
+    return g;
+  }
+
+  // Long enough to bridge the other ops between two matmuls of a decode step; short, because a
+  // spinning worker takes a core from the graph-building thread on a small machine.
+  static constexpr int SPIN_US = 50;
+
+  const int threads_;
+  std::mutex run_mutex_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> sleepers_{0};
+  std::atomic<int> inside_{0};
+  std::atomic<int> next_{0};
+  std::atomic<int> done_{0};
+  void (*fn_)(void*, int, int) = nullptr;
+  void* ctx_ = nullptr;
+  int total_ = 0, chunk_ = 1, chunks_ = 0;
+};
+
+// Leaked on purpose: detached workers must never see it destroyed at process exit.
+Pool& pool() {
+  static Pool* p = new Pool(configured_threads());
+  return *p;
+}
+
+struct Job {
+  ColumnsFn fn;
+  Problem p;
+};
+
+void run_job(void* ctx, int n0, int n1) {
+  auto* j = static_cast<Job*>(ctx);
+  j->fn(j->p, n0, n1);
+}
+
+// Below this many weight-row products a call runs on the calling thread alone: waking the pool
+// costs more than it saves (k and v projections of small models in decode).
+constexpr double SERIAL_WORK = 1 << 17;
+
+// Runs `op` over all N weight rows, split over the pool when there is enough work.
+void run(const Problem& p, int group_size, int bits, Op op) {
+  ColumnsFn fn = pick(bits, group_size, op);
+  if (!fn) throw std::invalid_argument("[semantic qmm] unsupported bits or group size");
+  if (p.N == 0 || (op == Op::matmul && p.M == 0)) return;
+  Pool& workers = pool();
+  const double work = static_cast<double>(p.N) * p.K * (op == Op::matmul ? std::max(1.0, p.M / 4.0) : 1.0);
+  const int threads = work < SERIAL_WORK ? 1 : workers.threads();
+  if (threads == 1) return fn(p, 0, p.N);
+  // Four chunks per thread, so a thread slowed by another process does not hold up the rest.
+  int chunk = (p.N + threads * 4 - 1) / (threads * 4);
+  chunk = std::max(4, (chunk + 3) / 4 * 4);
+  Job job{fn, p};
+  workers.run(run_job, &job, p.N, chunk);
+}
+
+// Row-contiguous data of `a`, or a gathered copy in `scratch` (views: transposes, broadcasts).
+template <typename T>
+const T* row_contiguous(const mx::array& a, std::vector<T>& scratch) {
+  if (a.flags().row_contiguous) return a.data<T>();
+  scratch.resize(a.size());
+  const T* base = a.data<T>();
+  const int nd = static_cast<int>(a.ndim());
+  std::vector<int> idx(nd, 0);
+  for (size_t i = 0; i < a.size(); i++) {
+    int64_t at = 0;
+    for (int d = 0; d < nd; d++) at += static_cast<int64_t>(idx[d]) * a.strides()[d];
+    scratch[i] = base[at];
+    for (int d = nd - 1; d >= 0; d--) {
+      if (++idx[d] < a.shape(d)) break;
+      idx[d] = 0;
+    }
+  }
+  return scratch.data();
+}
+
+// Inputs (x, w, scales, biases) for the matmul, (w, scales, biases) for the dequantize.
+class QuantizedCpu : public mx::UnaryPrimitive {
+ public:
+  QuantizedCpu(mx::Stream stream, Op op, int group_size, int bits)
+      : mx::UnaryPrimitive(stream), op_(op), group_size_(group_size), bits_(bits) {}
+
+  void eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) override {
+    out.set_data(mx::allocator::malloc(out.nbytes()));
+    // Like MLX's own CPU primitives: eval_cpu only records the work; the stream's thread runs it
+    // once the inputs are computed.
+    auto& encoder = mx::cpu::get_command_encoder(stream());
+    for (auto& a : inputs) encoder.set_input_array(a);
+    encoder.set_output_array(out);
+    std::vector<mx::array> weak;
+    for (auto& a : inputs) weak.push_back(mx::array::unsafe_weak_copy(a));
+    encoder.dispatch([in = std::move(weak), out = mx::array::unsafe_weak_copy(out), op = op_, group_size = group_size_, bits = bits_]() mutable {
+      const bool mm = op == Op::matmul;
+      const mx::array& w = in[mm ? 1 : 0];
+      const int K = static_cast<int>(static_cast<int64_t>(w.shape(1)) * 32 / bits);
+      std::vector<float> xs, ss, bs;
+      std::vector<uint32_t> ws;
+      Problem p{mm ? row_contiguous(in[0], xs) : nullptr, row_contiguous(w, ws), row_contiguous(in[mm ? 2 : 1], ss),
+                row_contiguous(in[mm ? 3 : 2], bs), out.data<float>(), mm ? static_cast<int>(in[0].size() / K) : 0, w.shape(0), K};
+      run(p, group_size, bits, op);
+    });
+  }
+
+  void eval_gpu(const std::vector<mx::array>&, mx::array&) override {
+    throw std::runtime_error("[semantic qmm] has no GPU kernel (use MLX's quantized ops)");
+  }
+
+  const char* name() const override { return op_ == Op::matmul ? "SemanticQuantizedMatmulRows" : "SemanticDequantize"; }
+
+  bool is_equivalent(const mx::Primitive& other) const override {
+    auto& o = static_cast<const QuantizedCpu&>(other);
+    return op_ == o.op_ && group_size_ == o.group_size_ && bits_ == o.bits_;
+  }
+
+  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override {
+    if (op_ == Op::dequantize) return {{inputs[0].shape(0), inputs[0].shape(1) * 32 / bits_}};
+    auto shape = inputs[0].shape();
+    shape.back() = inputs[1].shape(0);
+    return {shape};
+  }
+
+ private:
+  Op op_;
+  int group_size_;
+  int bits_;
+};
+
+// Whether the CPU kernels take these weights (float32 scales and biases, a supported packing),
+// on the default stream `s`.
+bool takes(const mx::Stream& s, const mx::array& w, const mx::array& scales, const mx::array& biases, int group_size, int bits) {
+  if (s.device.type != mx::Device::cpu || !pick(bits, group_size, Op::matmul)) return false;
+  if (w.dtype() != mx::uint32 || w.ndim() != 2 || scales.dtype() != mx::float32 || biases.dtype() != mx::float32) return false;
+  if (scales.ndim() != 2 || biases.shape() != scales.shape() || scales.shape(0) != w.shape(0)) return false;
+  return static_cast<int64_t>(w.shape(1)) * 32 == static_cast<int64_t>(scales.shape(1)) * group_size * bits;
+}
+
+}  // namespace
+
+mx::array quantized_matmul_rows(
+    const mx::array& x,
+    const mx::array& w,
+    const mx::array& scales,
+    const mx::array& biases,
+    int group_size,
+    int bits) {
+  auto s = mx::default_stream(mx::default_device());
+  const bool ours = takes(s, w, scales, biases, group_size, bits) && x.dtype() == mx::float32 && x.ndim() >= 1 &&
+      static_cast<int64_t>(x.shape(-1)) * bits == static_cast<int64_t>(w.shape(1)) * 32;
+  // Anything else keeps MLX's op, which also gives MLX's own error for inconsistent shapes.
+  if (!ours) return mx::quantized_matmul(x, w, scales, biases, true, group_size, bits);
+  auto shape = x.shape();
+  shape.back() = w.shape(0);
+  return mx::array(std::move(shape), mx::float32, std::make_shared<QuantizedCpu>(s, Op::matmul, group_size, bits), {x, w, scales, biases});
+}
+
+mx::array dequantize_f32(const mx::array& w, const mx::array& scales, const mx::array& biases, int group_size, int bits) {
+  auto s = mx::default_stream(mx::default_device());
+  if (!takes(s, w, scales, biases, group_size, bits)) {
+    return mx::dequantize(w, scales, biases, group_size, bits, "affine", std::nullopt, mx::float32);
+  }
+  mx::Shape shape{w.shape(0), static_cast<int>(static_cast<int64_t>(w.shape(1)) * 32 / bits)};
+  return mx::array(std::move(shape), mx::float32, std::make_shared<QuantizedCpu>(s, Op::dequantize, group_size, bits), {w, scales, biases});
+}
+
+bool cpu_kernel_takes(int group_size, int bits) {
+  return pick(bits, group_size, Op::matmul) != nullptr;
+}
+
+int qmm_threads() {
+  return pool().threads();
+}
+
+}  // namespace semantic

@@ -1,0 +1,42 @@
+// A CPU kernel for MLX's affine-quantized matmul with few rows (decode), as an MLX primitive.
+// MLX's own CPU quantized_matmul is single-threaded and re-reads the weights for every row;
+// this one dequantizes each group once for all rows and splits the output columns over threads.
+#pragma once
+
+#include "mlx/mlx.h"
+
+namespace semantic {
+
+/**
+ * x @ dequantize(w, scales, biases).T, lazily, in the graph. `w` is (N, K * bits / 32) uint32,
+ * scales and biases (N, K / group_size). Runs the custom CPU kernel when the default stream is
+ * the CPU's and the inputs are float32 with bits 2, 4 or 8 and group size 32, 64 or 128;
+ * everything else (the GPU above all) goes to mx::quantized_matmul.
+ */
+mlx::core::array quantized_matmul_rows(
+    const mlx::core::array& x,
+    const mlx::core::array& w,
+    const mlx::core::array& scales,
+    const mlx::core::array& biases,
+    int group_size,
+    int bits);
+
+/**
+ * dequantize(w, scales, biases) as float32 (N, K): the same CPU unpacking, many times faster than
+ * MLX's CPU dequantize, for prefill's large matmuls (dequantize, then BLAS). Off the CPU, or
+ * for inputs the kernel does not take, it is mx::dequantize.
+ */
+mlx::core::array dequantize_f32(
+    const mlx::core::array& w,
+    const mlx::core::array& scales,
+    const mlx::core::array& biases,
+    int group_size,
+    int bits);
+
+/** Whether the CPU kernels take weights of this packing (with float32 scales and biases). */
+bool cpu_kernel_takes(int group_size, int bits);
+
+/** Threads the kernel uses (the caller included). */
+int qmm_threads();
+
+}  // namespace semantic

@@ -1,0 +1,186 @@
+// The project's CPU kernel for quantized matmuls with few rows (ffi/qmm_cpu.cpp) against MLX's
+// quantized_matmul and against a plain-TypeScript product over weights unpacked independently.
+import { describe, expect, test } from "bun:test";
+import * as mx from "../../shared/mlx/index.ts";
+import { Dtype, type QuantizedWeight } from "../../shared/mlx/index.ts";
+import { expectClose, seeded } from "../helpers/numeric.ts";
+
+const f32 = (data: ArrayLike<number>, shape: number[]) => mx.array(Float32Array.from(data), shape);
+
+/** MLX affine format, unpacked here: each uint32 packs 32/bits values, lowest bits first; w = scale * q + bias per group. */
+function dequantRef(q: QuantizedWeight): { w: Float32Array; rows: number; cols: number } {
+  const packed = q.w.data() as Uint32Array;
+  const scales = q.scales.toFloat32(), biases = q.biases.toFloat32();
+  const [rows, words] = q.w.shape;
+  const per = 32 / q.bits, cols = words * per, groups = cols / q.groupSize, mask = (1 << q.bits) - 1;
+  const w = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++)
+    for (let c = 0; c < cols; c++) {
+      const v = (packed[r * words + Math.floor(c / per)] >>> ((c % per) * q.bits)) & mask;
+      const g = r * groups + Math.floor(c / q.groupSize);
+      w[r * cols + c] = scales[g] * v + biases[g];
+    }
+  return { w, rows, cols };
+}
+
+/** x (m, k) @ w.T with w (n, k), accumulated in float64. */
+function linearRef(x: Float32Array, w: Float32Array, m: number, k: number, n: number): Float64Array {
+  const out = new Float64Array(m * n);
+  for (let i = 0; i < m; i++)
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      for (let p = 0; p < k; p++) s += x[i * k + p] * w[j * k + p];
+      out[i * n + j] = s;
+    }
+  return out;
+}
+
+function quantized(n: number, k: number, group: number, bits: number, seed: number): QuantizedWeight {
+  const q = mx.tidy(() => mx.quantize(f32(seeded(n * k, seed, -0.08, 0.08), [n, k]), group, bits));
+  mx.evaluate(q.w, q.scales, q.biases);
+  return q;
+}
+
+const free = (q: QuantizedWeight) => mx.dispose([q.w, q.scales, q.biases]);
+const ROWS = [1, 3, 8, 17];
+
+describe("quantizedMatmulRows (CPU kernel)", () => {
+  test("the kernel takes 2, 4 and 8 bits in groups of 32, 64, 128; not 3 bits", () => {
+    for (const bits of [2, 4, 8]) for (const g of [32, 64, 128]) expect(mx.cpuKernelTakes(g, bits)).toBe(true);
+    expect(mx.cpuKernelTakes(32, 3)).toBe(false);
+    expect(mx.cpuKernelTakes(16, 4)).toBe(false);
+    expect(mx.quantizedMatmulThreads()).toBeGreaterThanOrEqual(1);
+  });
+
+  // SmolLM2-135M's layer shapes: (out, in) of gate/up and of down.
+  for (const [n, k] of [[1536, 576], [576, 1536]])
+    for (const bits of [4, 8])
+      for (const group of [32, 64])
+        test(`${n}x${k}, ${bits} bits, group ${group}: rows ${ROWS.join(", ")} match MLX and the reference`, () => {
+          const q = quantized(n, k, group, bits, n + k + bits + group);
+          try {
+            const { w } = dequantRef(q);
+            for (const m of ROWS) {
+              mx.tidy(() => {
+                const xs = seeded(m * k, 100 + m);
+                const x = f32(xs, [m, k]);
+                const ours = mx.quantizedMatmulRows(x, q).toFloat32();
+                expectClose(ours, linearRef(xs, w, m, k, n), 1e-4, 1e-4, `rows ${m} vs reference`);
+                expectClose(ours, mx.quantizedMatmul(x, q).toFloat32(), 1e-4, 1e-4, `rows ${m} vs MLX`);
+              });
+            }
+          } finally {
+            free(q);
+          }
+        });
+
+  // The tied lm_head: 49152 x 576, 8 bits as the GGUF stores it (and 4 bits).
+  for (const bits of [8, 4])
+    test(`lm_head 49152x576, ${bits} bits, group 32: rows ${ROWS.join(", ")} match MLX and the reference`, () => {
+      const n = 49152, k = 576;
+      const q = quantized(n, k, 32, bits, 7 + bits);
+      try {
+        const { w } = dequantRef(q);
+        for (const m of ROWS) {
+          mx.tidy(() => {
+            const xs = seeded(m * k, 200 + m);
+            const x = f32(xs, [m, k]);
+            const ours = mx.quantizedMatmulRows(x, q).toFloat32();
+            expectClose(ours, linearRef(xs, w, m, k, n), 1e-4, 1e-4, `rows ${m} vs reference`);
+            expectClose(ours, mx.quantizedMatmul(x, q).toFloat32(), 1e-4, 1e-4, `rows ${m} vs MLX`);
+          });
+        }
+      } finally {
+        free(q);
+      }
+    }, 120_000);
+
+  test("2 bits and group 128 match MLX", () => {
+    for (const [bits, group] of [[2, 32], [2, 128], [4, 128], [8, 128]]) {
+      const q = quantized(96, 256, group, bits, 3 * bits + group);
+      try {
+        mx.tidy(() => {
+          const x = f32(seeded(5 * 256, 9), [5, 256]);
+          expectClose(mx.quantizedMatmulRows(x, q).toFloat32(), mx.quantizedMatmul(x, q).toFloat32(), 1e-4, 1e-4, `${bits} bits, group ${group}`);
+        });
+      } finally {
+        free(q);
+      }
+    }
+  });
+
+  test("each row's result is bit-identical whatever the number of rows (batched = alone)", () => {
+    const n = 1536, k = 576;
+    const q = quantized(n, k, 32, 4, 5);
+    try {
+      mx.tidy(() => {
+        const xs = seeded(17 * k, 77);
+        const all = mx.quantizedMatmulRows(f32(xs, [17, k]), q).toFloat32();
+        for (const m of [1, 8]) {
+          const some = mx.quantizedMatmulRows(f32(xs.subarray(0, m * k), [m, k]), q).toFloat32();
+          expect(Array.from(some)).toEqual(Array.from(all.subarray(0, m * n)));
+        }
+      });
+    } finally {
+      free(q);
+    }
+  });
+
+  test("lazy inside a graph: unevaluated and strided inputs, batch dimensions, ops after it", () => {
+    const n = 192, k = 576;
+    const q = quantized(n, k, 32, 4, 11);
+    try {
+      mx.tidy(() => {
+        const xs = seeded(2 * 3 * k, 12);
+        const { w } = dequantRef(q);
+        const ref = linearRef(xs, w, 6, k, n);
+        // x computed in the same graph (not evaluated yet), (2, 3, K), the result used by more ops.
+        const x = mx.multiply(mx.add(f32(xs, [2, 3, k]), 1), 1);
+        const y = mx.subtract(mx.quantizedMatmulRows(mx.subtract(x, 1), q), 0);
+        expect(y.shape).toEqual([2, 3, n]);
+        expectClose(y.toFloat32(), ref, 1e-4, 1e-4, "in a graph");
+        // A transposed (strided) view of x.
+        const xt = mx.transpose(f32(xs, [k, 6]));
+        const xtRef = new Float32Array(6 * k);
+        for (let i = 0; i < 6; i++) for (let p = 0; p < k; p++) xtRef[i * k + p] = xs[p * 6 + i];
+        expectClose(mx.quantizedMatmulRows(xt, q).toFloat32(), linearRef(xtRef, w, 6, k, n), 1e-4, 1e-4, "strided x");
+      });
+    } finally {
+      free(q);
+    }
+  });
+
+  test("float16 inputs (not the kernel's) give MLX's own result", () => {
+    const q = quantized(64, 128, 32, 4, 13);
+    try {
+      mx.tidy(() => {
+        const half: QuantizedWeight = { ...q, scales: mx.astype(q.scales, Dtype.float16), biases: mx.astype(q.biases, Dtype.float16) };
+        const x = mx.astype(f32(seeded(2 * 128, 14), [2, 128]), Dtype.float16);
+        const got = mx.quantizedMatmulRows(x, half);
+        expect(got.dtype).toBe(Dtype.float16);
+        expect(Array.from(mx.astype(got, Dtype.float32).toFloat32())).toEqual(Array.from(mx.astype(mx.quantizedMatmul(x, half), Dtype.float32).toFloat32()));
+      });
+    } finally {
+      free(q);
+    }
+  });
+});
+
+describe("dequantizeFloat32 (CPU kernel)", () => {
+  for (const [bits, group] of [[4, 32], [8, 32], [4, 64], [8, 64], [2, 128]])
+    test(`${bits} bits, group ${group}: the reference's values and MLX's dequantize`, () => {
+      const q = quantized(300, 256, group, bits, 40 + bits + group);
+      try {
+        mx.tidy(() => {
+          const ours = mx.dequantizeFloat32(q);
+          expect(ours.shape).toEqual([300, 256]);
+          expect(ours.dtype).toBe(Dtype.float32);
+          const got = ours.toFloat32();
+          expectClose(got, dequantRef(q).w, 1e-7, 1e-6, "vs reference");
+          expectClose(got, mx.dequantize(q, Dtype.float32).toFloat32(), 1e-7, 1e-6, "vs MLX");
+        });
+      } finally {
+        free(q);
+      }
+    });
+});
