@@ -75,7 +75,7 @@ export const agents = (s: AgentsService) =>
         const served = s.served();
         // The path names the agent; headers and the user field do not override it.
         const call = s.call(request, null, "user", checkAgentId(params.agent_id, "agent_id"));
-        if (body.stream) return streamChatCompletion(served, body, call, s.fingerprint()) as unknown as ChatCompletionsResponse;
+        if (body.stream) return (await streamChatCompletion(served, body, call, s.fingerprint())) as unknown as ChatCompletionsResponse;
         return await createChatCompletion(served, body, call, s.fingerprint());
       },
       {

@@ -51,7 +51,7 @@ export const chatCompletions = (s: InferenceService) =>
       const served = s.served();
       const call = s.call(request, body.user, "user");
       // A streamed answer is a Response of server-sent events; Elysia passes it through unvalidated.
-      if (body.stream) return streamChatCompletion(served, body, call, s.fingerprint()) as unknown as ChatCompletionsResponse;
+      if (body.stream) return (await streamChatCompletion(served, body, call, s.fingerprint())) as unknown as ChatCompletionsResponse;
       return await createChatCompletion(served, body, call, s.fingerprint());
     },
     {

@@ -41,7 +41,7 @@ export const completions = (s: InferenceService) =>
       const served = s.served();
       const call = s.call(request, body.user, "user");
       // A streamed answer is a Response of server-sent events; Elysia passes it through unvalidated.
-      if (body.stream) return streamCompletion(served, body, call, s.fingerprint()) as unknown as CompletionsResponse;
+      if (body.stream) return (await streamCompletion(served, body, call, s.fingerprint())) as unknown as CompletionsResponse;
       return await createCompletion(served, body, call, s.fingerprint());
     },
     {

@@ -47,7 +47,7 @@ export const messages = (s: InferenceService) =>
       const served = s.served();
       const call = s.call(request, body.metadata?.user_id, "metadata.user_id");
       // A streamed answer is a Response of server-sent events; Elysia passes it through unvalidated.
-      if (body.stream) return streamMessage(served, body, call) as unknown as MessagesResponse;
+      if (body.stream) return (await streamMessage(served, body, call)) as unknown as MessagesResponse;
       return await createMessage(served, body, call);
     },
     {

@@ -177,7 +177,7 @@ function usageOf(u: UsageCounts): Usage {
   };
 }
 
-function begin(served: Served, input: MessagesInput, call: Call): AsyncIterable<TurnEvent> {
+function begin(served: Served, input: MessagesInput, call: Call): Promise<AsyncIterable<TurnEvent>> {
   const { prompt, conv, parallel, breakpoint } = anthropicPrompt(served, input);
   // cache_control: ask the engine to keep the prefix through the last breakpoint cached.
   const pinTokens = breakpoint ? prefixTokens(served.model, conv, breakpoint.turns, prompt.ids) : 0;
@@ -202,7 +202,7 @@ function begin(served: Served, input: MessagesInput, call: Call): AsyncIterable<
 
 /** POST /v1/messages without streaming. */
 export async function createMessage(served: Served, input: MessagesInput, call: Call): Promise<Message> {
-  const { blocks, done } = await collectTurn(begin(served, input, call));
+  const { blocks, done } = await collectTurn(await begin(served, input, call));
   return {
     id: newId("msg_"),
     type: "message",
@@ -219,9 +219,9 @@ export async function createMessage(served: Served, input: MessagesInput, call: 
 }
 
 /** POST /v1/messages with stream: true. Errors before the turn starts are thrown (plain HTTP errors). */
-export function streamMessage(served: Served, input: MessagesInput, call: Call): Response {
+export async function streamMessage(served: Served, input: MessagesInput, call: Call): Promise<Response> {
   const cancel = new AbortController();
-  const turn = begin(served, input, { ...call, signal: AbortSignal.any([call.signal, cancel.signal]) });
+  const turn = await begin(served, input, { ...call, signal: AbortSignal.any([call.signal, cancel.signal]) });
   let started = false;
   return sseResponse(
     (gone) => {

@@ -29,7 +29,7 @@ function completionPrompt(input: CompletionInput): string | number[] {
   return p[0] as string | number[];
 }
 
-function beginCompletion(served: Served, input: CompletionInput, call: Call) {
+async function beginCompletion(served: Served, input: CompletionInput, call: Call) {
   served.aliases.resolve(input.model);
   checkSampling(input);
   if ((input.best_of ?? 1) !== 1) throw invalid("best_of", "only best_of=1 is supported");
@@ -39,7 +39,7 @@ function beginCompletion(served: Served, input: CompletionInput, call: Call) {
   const raw = completionPrompt(input);
   const ids = buildCompletionPrompt(served.model, raw);
   const echo = input.echo ? (typeof raw === "string" ? raw : served.model.tokenizer.decode(raw)) : "";
-  const turn = startTurn(served.engine, served.model, {
+  const turn = await startTurn(served.engine, served.model, {
     tenant: call.tenant,
     agentId: call.agentId,
     promptIds: ids,
@@ -76,7 +76,7 @@ function legacyLogprobs(lp: TokenLogprob[], offset: number): LegacyLogprobs {
 
 /** POST /v1/completions without streaming. */
 export async function createCompletion(served: Served, input: CompletionInput, call: Call, fingerprint: string): Promise<TextCompletion> {
-  const { turn, echo, logprobs } = beginCompletion(served, input, call);
+  const { turn, echo, logprobs } = await beginCompletion(served, input, call);
   const { blocks, logprobs: lp, done } = await collectTurn(turn);
   const text = blocks.map((b) => (b.type === "text" ? b.text : "")).join("");
   return {
@@ -91,9 +91,9 @@ export async function createCompletion(served: Served, input: CompletionInput, c
 }
 
 /** POST /v1/completions with stream: true. */
-export function streamCompletion(served: Served, input: CompletionInput, call: Call, fingerprint: string): Response {
+export async function streamCompletion(served: Served, input: CompletionInput, call: Call, fingerprint: string): Promise<Response> {
   const cancel = new AbortController();
-  const { turn, echo, logprobs } = beginCompletion(served, input, { ...call, signal: AbortSignal.any([call.signal, cancel.signal]) });
+  const { turn, echo, logprobs } = await beginCompletion(served, input, { ...call, signal: AbortSignal.any([call.signal, cancel.signal]) });
   const meta = { id: newId("cmpl-"), created: created(), model: input.model, fingerprint, includeUsage: input.stream_options?.include_usage === true };
   const chunk = (choice: { text: string; finish_reason: FinishReason | null; logprobs?: LegacyLogprobs | null } | null, usage?: CompletionUsage) =>
     sseData({

@@ -70,10 +70,11 @@ export type TurnRequest = {
 export type TurnModel = { tokenizer: Tokenizer; contextLength: number };
 
 /**
- * Starts a turn. Throws at once (before any byte is sent) when the prompt does not fit the
- * context or the engine's queue is full; the returned iterable yields the turn's events.
+ * Starts a turn. Rejects before any byte is sent when the prompt does not fit the context, the
+ * engine's queue is full or the agent is busy (so each becomes an HTTP status, streaming or
+ * not); the returned iterable yields the turn's events.
  */
-export function startTurn(engine: Engine, model: TurnModel, req: TurnRequest): AsyncIterable<TurnEvent> {
+export async function startTurn(engine: Engine, model: TurnModel, req: TurnRequest): Promise<AsyncIterable<TurnEvent>> {
   const room = model.contextLength - req.promptIds.length;
   if (room < 1) throw new ContextLengthError(req.promptIds.length, model.contextLength);
   const maxTokens = Math.min(req.maxTokens ?? room, room);
@@ -91,9 +92,21 @@ export function startTurn(engine: Engine, model: TurnModel, req: TurnRequest): A
     signal: AbortSignal.any([req.signal, stopEarly.signal]),
     ...(req.cacheControl ? { cacheControl: req.cacheControl } : {}),
   };
-  const events = engine.submit(genReq);
+  const events = await admitted(engine.submit(genReq));
   const turn = run(events, model.tokenizer, req, { maxTokens, clamped: (req.maxTokens ?? Infinity) > room, stopEarly });
   return req.observe ? observed(turn, req.observe) : turn;
+}
+
+// The engine's first event says the request is queued with its agent's lease held; waiting for
+// it moves a refusal (a busy agent) ahead of the response headers.
+async function admitted(events: AsyncIterable<EngineEvent>): Promise<AsyncIterable<EngineEvent>> {
+  const it = events[Symbol.asyncIterator]();
+  const first = await it.next();
+  return (async function* () {
+    if (first.done) return;
+    if (first.value.type !== "queued") yield first.value;
+    yield* { [Symbol.asyncIterator]: () => it };
+  })();
 }
 
 async function* observed(turn: AsyncIterable<TurnEvent>, observe: (e: TurnObservation) => void): AsyncGenerator<TurnEvent> {
@@ -148,6 +161,7 @@ async function* run(
     }
   };
   for await (const e of events) {
+    if (e.type === "queued") continue;
     if (e.type === "started") {
       yield { type: "started", promptTokens: e.promptTokens, cachedTokens: e.cachedTokens };
     } else if (e.type === "token") {

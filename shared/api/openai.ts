@@ -128,7 +128,7 @@ export function checkSampling(input: Sampling): void {
 
 export const stopsOf = (stop: string | string[] | null | undefined) => (stop == null ? [] : typeof stop === "string" ? [stop] : stop);
 
-function beginChat(served: Served, input: ChatInput, call: Call): { turn: AsyncIterable<TurnEvent>; prompt: ChatPrompt } {
+async function beginChat(served: Served, input: ChatInput, call: Call): Promise<{ turn: AsyncIterable<TurnEvent>; prompt: ChatPrompt }> {
   served.aliases.resolve(input.model);
   checkSampling(input);
   if ((input.top_logprobs ?? 0) > 0 && input.logprobs !== true) throw invalid("top_logprobs", "requires logprobs: true");
@@ -140,7 +140,7 @@ function beginChat(served: Served, input: ChatInput, call: Call): { turn: AsyncI
   const tools: TurnTools | null = prompt.toolsActive
     ? { names: new Set(conv.tools.map((t) => t.name)), forcedPrefix: prompt.forcedPrefix, parallel, newId: () => newId("call_") }
     : null;
-  const turn = startTurn(served.engine, served.model, {
+  const turn = await startTurn(served.engine, served.model, {
     tenant: call.tenant,
     agentId: call.agentId,
     promptIds: prompt.ids,
@@ -163,7 +163,7 @@ const logprobsOf = (lp: TokenLogprob[]) => ({ content: lp, refusal: null });
 
 /** POST /v1/chat/completions without streaming. */
 export async function createChatCompletion(served: Served, input: ChatInput, call: Call, fingerprint: string): Promise<ChatCompletion> {
-  const { turn } = beginChat(served, input, call);
+  const { turn } = await beginChat(served, input, call);
   const { blocks, logprobs, done } = await collectTurn(turn);
   const text = blocks.flatMap((b) => (b.type === "text" ? [b.text] : [])).join("");
   const calls = blocks.filter((b): b is Extract<AnswerBlock, { type: "tool_call" }> => b.type === "tool_call");
@@ -191,9 +191,9 @@ export async function createChatCompletion(served: Served, input: ChatInput, cal
 }
 
 /** POST /v1/chat/completions with stream: true. Errors before the turn starts are thrown. */
-export function streamChatCompletion(served: Served, input: ChatInput, call: Call, fingerprint: string): Response {
+export async function streamChatCompletion(served: Served, input: ChatInput, call: Call, fingerprint: string): Promise<Response> {
   const cancel = new AbortController();
-  const { turn } = beginChat(served, input, { ...call, signal: AbortSignal.any([call.signal, cancel.signal]) });
+  const { turn } = await beginChat(served, input, { ...call, signal: AbortSignal.any([call.signal, cancel.signal]) });
   const meta = { id: newId("chatcmpl-"), created: created(), model: input.model, fingerprint, includeUsage: input.stream_options?.include_usage === true, logprobs: input.logprobs === true };
   return sseResponse(
     (gone) => {

@@ -211,6 +211,7 @@ export class BatchEngine implements Engine {
       return;
     }
     seq.state = "queued";
+    seq.emit({ type: "queued" });
     this.#queue.push(seq.req.tenant, seq);
     this.#kick();
   }

@@ -31,6 +31,8 @@ export type TopLogprob = { id: number; logprob: number };
 export type FinishReason = "stop" | "length" | "eos" | "cancelled";
 
 export type EngineEvent =
+  /** Always first: the request waits in the queue, its agent's lease held (a busy agent fails before it). */
+  | { type: "queued" }
   | { type: "started"; promptTokens: number; cachedTokens: number; queueMs: number }
   | { type: "token"; id: number; text: string; logprob?: number; topLogprobs?: TopLogprob[] }
   | { type: "text"; text: string }
@@ -69,7 +71,10 @@ export class ContextLengthError extends Error {
 
 export interface Engine {
   readonly loaded: LoadedModel;
-  /** Queues a request; the iterator yields "started", tokens, then "done". Throws QueueFullError or ContextLengthError. */
+  /**
+   * Queues a request; the iterator yields "queued", "started", tokens, then "done". Throws
+   * QueueFullError or ContextLengthError; a busy agent's AgentBusyError comes before "queued".
+   */
   submit(req: GenerationRequest): AsyncIterable<EngineEvent>;
   /** Requests waiting and running now. */
   load(): { queued: number; running: number };

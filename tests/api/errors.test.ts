@@ -6,6 +6,7 @@ import Anthropic from "@anthropic-ai/sdk";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import OpenAI from "openai";
 import { LOCAL_TENANT } from "../../shared/api/auth.ts";
+import { AgentBusyError } from "../../shared/cache/index.ts";
 import { scriptedServer } from "./scripted-engine.ts";
 
 const MODEL = "SmolLM2-135M-Instruct.Q4_1";
@@ -293,6 +294,22 @@ describe("engine refusals", () => {
     } finally {
       s.engine.queueFull = false;
     }
+  });
+
+  test("a busy agent -> 409 in each API's shape, streaming too: the refusal comes before any SSE byte", async () => {
+    const busy = () => ({ pieces: ["never"], refuseWith: new AgentBusyError("agent a1 is busy with another turn") });
+    s.engine.scripts = [busy(), busy(), busy(), { pieces: ["Hello", " there"] }];
+    const a = await send(s.base, "/v1/messages", msg({ stream: true }), { "x-session-id": "a1" });
+    expectAnthropicError(a, 409, "invalid_request_error", /busy/);
+    const o = await send(s.base, "/v1/chat/completions", chat({ stream: true }), { "x-session-id": "a1" });
+    expectOpenAIError(o, 409, null, /busy/);
+    expect(o.headers.get("x-should-retry")).toBe("true");
+    const c = await send(s.base, "/v1/completions", JSON.stringify({ model: MODEL, prompt: "hi", stream: true }), { "x-session-id": "a1" });
+    expectOpenAIError(c, 409, null, /busy/);
+    // The next turn streams as usual.
+    const ok = await fetch(`${s.base}/v1/messages`, { method: "POST", headers: { "content-type": "application/json" }, body: msg({ stream: true }) });
+    expect(ok.status).toBe(200);
+    expect(await ok.text()).toContain("message_stop");
   });
 
   test("a prompt over the context -> 400 'prompt is too long: N tokens > M maximum', before any SSE byte", async () => {

@@ -2,6 +2,7 @@
 // request (streamed or not, failed or not) with its id, function, hashed tenant and agent, token
 // counts, TTFT, duration and status; no prompt or completion text unless logPrompts; levels
 // filter. The real process's lines (startup, shutdown) are checked in tests/functions/shutdown.test.ts.
+import { TEST_LOG_LEVEL } from "../preload.ts";
 import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
 import { Auth } from "../../shared/api/auth.ts";
 import { hashId, Logger, log } from "../../shared/log.ts";
@@ -16,7 +17,7 @@ beforeAll(() => {
   server = scriptedServer({ apiKeys: ["key-a"] });
 });
 afterAll(() => server.stop());
-afterEach(() => log.configure({ level: "info", prompts: false, write: (l) => process.stderr.write(l) }));
+afterEach(() => log.configure({ level: TEST_LOG_LEVEL, prompts: false, write: (l) => process.stderr.write(l) }));
 
 function capture(prompts = false) {
   lines = [];

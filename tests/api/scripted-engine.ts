@@ -21,6 +21,8 @@ export type Script = {
   delayMs?: number;
   /** Wait before "started" (ms): a long queue wait or prefill. */
   startDelayMs?: number;
+  /** Refuse before "queued" (e.g. a busy agent's AgentBusyError). */
+  refuseWith?: Error;
 };
 
 let sharedModel: LoadedModel | null = null;
@@ -70,6 +72,8 @@ export class ScriptedEngine implements Engine {
     this.running++;
     try {
       const cached = s.cachedTokens ?? 0;
+      if (s.refuseWith) throw s.refuseWith;
+      yield { type: "queued" };
       if (s.startDelayMs) await Bun.sleep(s.startDelayMs);
       yield { type: "started", promptTokens: req.promptIds.length, cachedTokens: cached, queueMs: 0 };
       let n = 0;

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { BlockPool } from "../../shared/cache/index.ts";
+import { AgentBusyError, BlockPool } from "../../shared/cache/index.ts";
 import { BatchEngine } from "../../shared/engine/batch-engine.ts";
 import type { GenerationRequest } from "../../shared/engine/engine.ts";
 import { GREEDY } from "../../shared/engine/sampling/options.ts";
@@ -81,6 +81,15 @@ test("two turns on the same agent run one after the other; other agents run besi
     await Promise.all([turn("a1", "a", history), turn("a2", "a", [...history, 9, 9]), turn("b1", "b", prompt(12, 5))]);
     expect(order.indexOf("a2:started")).toBeGreaterThan(order.indexOf("a1:done"));
     expect(order.indexOf("b1:started")).toBeLessThan(order.indexOf("a1:done"));
+    // Every stream opens with "queued"; a turn that cannot get its agent's lease in time fails
+    // before it (so the functions answer 409 before any byte), and the agent serves again after.
+    const impatient = new BatchEngine(m, { pool, maxBatch: 4, agentWaitMs: 0 });
+    const first = impatient.submit(req(history, { agentId: "c", maxTokens: 8 }))[Symbol.asyncIterator]();
+    expect((await first.next()).value).toEqual({ type: "queued" });
+    const second = impatient.submit(req(history, { agentId: "c", maxTokens: 1 }))[Symbol.asyncIterator]();
+    await expect(second.next()).rejects.toThrow(AgentBusyError);
+    while (!(await first.next()).done);
+    expect(await drain(impatient.submit(req(history, { agentId: "c", maxTokens: 1 })))).toBe(1);
   } finally {
     await pool.flush();
     pool.close();
