@@ -211,7 +211,7 @@ async function main(): Promise<void> {
   writeFileSync(workloadPath, JSON.stringify(workload));
 
   const engines: { name: string; result: Output | string }[] = [];
-  engines.push({ name: "semantic BatchEngine (dense float32)", result: await measure("ours", [process.execPath, import.meta.path, "--child", workloadPath]) });
+  engines.push({ name: "semantic BatchEngine", result: await measure("ours", [process.execPath, import.meta.path, "--child", workloadPath]) });
   for (const p of peerCommands(workloadPath)) {
     engines.push({ name: p.name, result: typeof p.cmd === "string" ? p.cmd : await measure(p.name, p.cmd) });
   }

@@ -316,14 +316,14 @@ async function main(): Promise<void> {
 
   const cols: Column[] = [];
   const add = async (key: string, label: string, run: Promise<Peer<Result>>) => cols.push({ key, label, run: await run });
-  // Fast engines first (dense float32 / llama.cpp: best of `repeats`), then the 4-bit MLX ones
-  // (MLX's CPU quantized matmul is slow: ~2 minutes a run, so one run each).
-  await add("dense", "ours, dense (CPU default)", measure("ours, dense float32 weights", [...self, "dense", workloadPath, String(repeats)]));
+  // Fast engines first (ours in both weight modes, dense mlx-lm, llama.cpp: best of `repeats`), then
+  // mlx-lm's 4-bit ones (MLX's CPU quantized matmul is slow: ~2 minutes a run, so one run each).
+  await add("quantized", "ours, quantized (CPU default)", measure("ours, quantized 4-bit weights", [...self, "quantized", workloadPath, String(repeats)]));
+  await add("dense", "ours, dense", measure("ours, dense float32 weights", [...self, "dense", workloadPath, String(repeats)]));
   await add("mlxDense", "mlx-lm, dense, OpenBLAS", mlxRun("mlx-lm, dequantized to float32, OpenBLAS", openblasPython, ["--dense"], repeats));
   await add("llama", "llama.cpp (node-llama-cpp)", nlc.ok
     ? measure("llama.cpp", [nlc.value.node, join(import.meta.dir, "peers", "llama_cpp_bench.mjs"), nlc.value.prefix, workloadPath, modelPath, String(repeats)])
     : notRun(nlc.reason));
-  await add("quantized", "ours, quantized", measure("ours, quantized 4-bit weights", [...self, "quantized", workloadPath, "1"]));
   await add("mlxQ", "mlx-lm, 4-bit, OpenBLAS", mlxRun("mlx-lm, 4-bit as converted, OpenBLAS", openblasPython, [], 1));
   const elapsed = msSince(started) / 1000;
   await add("mlxQRef", "mlx-lm, 4-bit, wheel as shipped", elapsed > budgetS
@@ -371,9 +371,9 @@ function render(cols: Column[], run: RunInfo): string {
   const pairs: [string, string, string][] = [
     ["ours dense / mlx-lm dense (same MLX, same OpenBLAS, same float32 weights)", "dense", "mlxDense"],
     ["ours dense / llama.cpp", "dense", "llama"],
-    ["ours quantized / mlx-lm 4-bit (same MLX kernels, OpenBLAS)", "quantized", "mlxQ"],
+    ["ours quantized / mlx-lm 4-bit (same packed weights; ours through ffi/qmm_cpu.cpp)", "quantized", "mlxQ"],
     ["ours quantized / llama.cpp", "quantized", "llama"],
-    ["ours as shipped (dense) / mlx-lm as shipped (4-bit, wheel's BLAS)", "dense", "mlxQRef"],
+    ["ours as shipped (quantized) / mlx-lm as shipped (4-bit, wheel's BLAS)", "quantized", "mlxQRef"],
   ];
   const ratios = [
     "| ours / peer | prefill tok/s | decode tok/s | load time | peak RSS |",
@@ -409,7 +409,7 @@ function render(cols: Column[], run: RunInfo): string {
       `then ${DECODE_TOKENS} greedy tokens after the first (EOS is fed back, never a stop), ${threads} thread${threads === 1 ? "" : "s"} everywhere ` +
       `(\`OPENBLAS_NUM_THREADS\` for MLX, \`threads\` for llama.cpp${threads < cpus().length ? `; \`BENCH_THREADS=${threads}\` for this run, the default is the machine's ${cpus().length} cores` : ""}). Prefill tok/s = ${PROMPT_TOKENS} / time to the first token; ` +
       `decode tok/s = ${DECODE_TOKENS} / time from the first token to the last. Ours and mlx-lm queue the next step's graph before reading ` +
-      `the current token. Best of ${repeats} runs after a warm-up; the 4-bit MLX engines run once (MLX's CPU quantized matmul makes each run take minutes). ` +
+      `the current token. Best of ${repeats} runs after a warm-up; mlx-lm's 4-bit engines run once (MLX's CPU quantized matmul makes each run take minutes). ` +
       "Load = the loader call until the weights are resident (ours includes dequantizing for dense; llama.cpp: model + context). " +
       "Each engine runs in its own process; \"dense\" mlx-lm is `dequantize_model` after casting to float32, the same float32 weights as ours. " +
       (differ.length ? `The first 16 greedy tokens differ from ours for: ${differ.join(", ")} (summation order).` : "Every engine produced the same first 16 greedy tokens."),
@@ -448,21 +448,16 @@ function contentionNote(cols: Column[]): string[] {
 
 function weightModeText(d: OursResult | null, q: OursResult | null): string[] {
   if (!d || !q) return ["Weight modes: not compared (a run failed)."];
-  const dec = d.decodeTps / q.decodeTps;
-  const pre = d.prefillTps / q.prefillTps;
-  const verdict = dec >= 1 && pre >= 1
-    ? `the numbers support it: dense is ${dec.toFixed(1)}× faster in decode and ${pre.toFixed(1)}× in prefill, for ${mib(d.activeAfterLoadBytes)} of weights instead of ${mib(q.activeAfterLoadBytes)}`
-    : `the numbers do not clearly support it: dense / quantized is ${dec.toFixed(2)}× in decode and ${pre.toFixed(2)}× in prefill`;
+  const dec = q.decodeTps / d.decodeTps;
+  const pre = q.prefillTps / d.prefillTps;
   return [
     "**Weight representation.** `loadModel(path, { weights })` takes `dense` (dequantized to float32 at load), `quantized` " +
       "(packed 4-bit, float32 activations on the CPU) or `auto` (the default; also `bun run generate --weights`). " +
-      `\`auto\` picks **dense on the CPU** and quantized on the GPU. On this CPU ${verdict}. ` +
-      `In prefill (${PROMPT_TOKENS} rows at once) the float32 matmuls go through OpenBLAS's sgemm while MLX's CPU quantized matmul has no such kernel; ` +
-      `in decode (one row) the layers' matmuls run at ${fmt(d.profile.linearFlops / 1e9 / (d.profile.linearsMs / 1000), 2)} GFLOP/s dense and ` +
-      `${fmt(q.profile.linearFlops / 1e9 / (q.profile.linearsMs / 1000), 2)} GFLOP/s quantized, so reading ${fmt(d.profile.weightBytes / q.profile.weightBytes, 1)}× fewer bytes ` +
-      `${q.profile.linearsMs < 0.8 * d.profile.linearsMs ? "helps decode somewhat" : "buys nothing"}: MLX's 4-bit CPU kernel is compute-bound, not bandwidth-bound. ` +
-      "The price of dense is memory: ~4.6× the weight bytes (fine for a 135M model, not for a 12B one on a CPU). " +
-      "For the GPU, quantized stays the default by design (Metal's quantized kernels, memory bandwidth); that is not measured here.",
+      "`auto` picks **quantized** on the CPU when the project's kernel takes the model's packing (2/4/8 bits), else dense; quantized on the GPU. " +
+      `On the CPU, up to 16 rows (decode) the layers' matmuls run in the project's kernel (ffi/qmm_cpu.cpp, \`bun run bench:qmm\`): ` +
+      `${fmt(q.profile.linearFlops / 1e9 / (q.profile.linearsMs / 1000), 2)} GFLOP/s against ${fmt(d.profile.linearFlops / 1e9 / (d.profile.linearsMs / 1000), 2)} GFLOP/s dense, ` +
+      `reading ${fmt(d.profile.weightBytes / q.profile.weightBytes, 1)}× fewer bytes; above 16 rows (prefill) each layer is dequantized to float32 on the fly for OpenBLAS's sgemm. ` +
+      `Here quantized / dense is ${dec.toFixed(2)}× in decode and ${pre.toFixed(2)}× in prefill, for ${mib(q.activeAfterLoadBytes)} of weights instead of ${mib(d.activeAfterLoadBytes)}.`,
   ];
 }
 
