@@ -4,7 +4,7 @@
 // submit to done), measured on the same clock in one process. What remains is Elysia, body
 // parsing and TypeBox validation, auth, the chat template and tokenization, the API
 // translation, SSE framing and the socket. A bare GET /health is the floor of the socket alone.
-//   BENCH_REQUESTS  requests per case (default 200)
+//   BENCH_REQUESTS  requests per case (default 50)
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -20,8 +20,7 @@ import { createApp } from "../../shared/server.ts";
 import { fmt, quantile } from "./harness.ts";
 import { machineLine, writeSection } from "./markdown-section.ts";
 
-const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 200);
-const quick = !!process.env.BENCH_REQUESTS;
+const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 50);
 
 /** The engine's own clock for the latest request: submit, first token, done. */
 type EngineTimes = { submit: number; firstToken: number; done: number };
@@ -141,5 +140,5 @@ ${rows.join("\n")}
 
 No peer is put beside it: neither mlx-lm's server nor llama.cpp's exposes its engine's own time per
 request, so their HTTP share cannot be separated the same way.`;
-if (!quick) writeSection("http", body);
+writeSection("http", body);
 console.log(body);
