@@ -1,26 +1,19 @@
-// The CPU kernel behind semantic::quantized_matmul_rows (see qmm_cpu.h) and its thread pool.
+// The CPU kernel behind semantic::quantized_matmul_rows (see qmm_cpu.h).
 //
 // Layout (MLX affine): row n of w packs K values of `bits` bits, lowest bits first, 32 / bits per
 // uint32; value k of row n is scales[n, k / G] * q + biases[n, k / G].
 //
-// The loops are written with GCC/Clang vector extensions (W floats) rather than intrinsics (but
-// for a few x86 loads below), so the same code becomes AVX2/AVX-512 on x86 and NEON on arm64
-// (NEON's speed is not measured here: no arm64 machine). For each output column the kernel
+// The loops use the vector helpers of cpu_simd.h (but for a few x86 loads below); NEON's speed is
+// not measured here (no arm64 machine). For each output column the kernel
 // dequantizes W weights at a time and multiplies them into every row's accumulator, so each
 // weight byte is read once per call whatever the number of rows.
 
 #include "qmm_cpu.h"
 
 #include <algorithm>
-#include <atomic>
-#include <chrono>
-#include <condition_variable>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
-#include <mutex>
 #include <stdexcept>
-#include <thread>
 #include <vector>
 
 #if defined(__x86_64__)
@@ -29,43 +22,15 @@
 
 #include "mlx/backend/cpu/encoder.h"
 #include "mlx/primitives.h"
+#include "cpu_parallel.h"
+#include "cpu_simd.h"
 
 namespace mx = mlx::core;
 
 namespace semantic {
 namespace {
 
-// Lanes per vector: 16 where AVX-512 has the registers for them (twice the work per instruction),
-// else 8 (AVX2: one register; NEON: two).
-#if defined(__AVX512F__)
-constexpr int W = 16;
-#else
-constexpr int W = 8;
-#endif
-
-typedef float vf __attribute__((vector_size(W * 4)));
-typedef uint32_t vu __attribute__((vector_size(W * 4)));
-typedef int32_t vi __attribute__((vector_size(W * 4)));
-
-inline vf loadv(const float* p) {
-  vf v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-inline void storev(float* p, vf v) {
-  std::memcpy(p, &v, sizeof v);
-}
-
-inline vf splat(float f) {
-  return vf{} + f;
-}
-
-inline float hsum(vf v) {
-  float s = 0;
-  for (int i = 0; i < W; i++) s += v[i];
-  return s;
-}
+using namespace cpu;
 
 // The raw values q of elements k .. k + W - 1 of a packed row, as floats (k a multiple of W):
 // each lane takes its word and shifts its own bits down. The integers go through signed int32,
@@ -230,130 +195,6 @@ ColumnsFn pick(int bits, int group_size, Op op) {
   }
 }
 
-inline void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
-
-// OMP_NUM_THREADS, else OPENBLAS_NUM_THREADS (what the benchmarks set to pin every engine's
-// threads), else the machine's cores, at most 8: one decode step's matmuls are a few MB each.
-int configured_threads() {
-  for (const char* name : {"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"}) {
-    if (const char* v = std::getenv(name)) {
-      int n = std::atoi(v);
-      if (n > 0) return std::min(n, 64);
-    }
-  }
-  int hw = static_cast<int>(std::thread::hardware_concurrency());
-  return std::clamp(hw, 1, 8);
-}
-
-// A small persistent pool: the caller and the workers take chunks of columns from one atomic
-// counter. Workers spin a short while after a job (decode runs ~200 matmuls per step, a few
-// tens of microseconds apart), then sleep on a condition variable.
-class Pool {
- public:
-  explicit Pool(int threads) : threads_(threads) {
-    for (int i = 1; i < threads_; i++) std::thread([this] { work(); }).detach();
-  }
-
-  int threads() const { return threads_; }
-
-  // Runs fn(ctx, begin, end) over [0, total) in chunks of `chunk`; returns when all are done.
-  void run(void (*fn)(void*, int, int), void* ctx, int total, int chunk) {
-    const int chunks = (total + chunk - 1) / chunk;
-    std::unique_lock<std::mutex> busy(run_mutex_, std::try_to_lock);
-    if (threads_ == 1 || chunks <= 1 || !busy.owns_lock()) {
-      fn(ctx, 0, total);
-      return;
-    }
-    fn_ = fn;
-    ctx_ = ctx;
-    total_ = total;
-    chunk_ = chunk;
-    chunks_ = chunks;
-    next_.store(0);
-    done_.store(0);
-    const uint64_t open = generation_.load() + 1;  // odd: a job is open
-    generation_.store(open);
-    if (sleepers_.load() > 0) {
-      { std::lock_guard<std::mutex> lock(mutex_); }
-      wake_.notify_all();
-    }
-    take_chunks();
-    for (int spins = 0; done_.load(std::memory_order_acquire) < chunks; spins++) {
-      if (spins < 20000) cpu_relax();
-      else std::this_thread::yield();
-    }
-    generation_.store(open + 1);  // closed: late workers leave without touching the counters
-    while (inside_.load() > 0) cpu_relax();
-  }
-
- private:
-  void take_chunks() {
-    for (int c; (c = next_.fetch_add(1)) < chunks_;) {
-      const int begin = c * chunk_;
-      fn_(ctx_, begin, std::min(total_, begin + chunk_));
-      done_.fetch_add(1, std::memory_order_release);
-    }
-  }
-
-  void work() {
-    uint64_t seen = 0;
-    for (;;) {
-      uint64_t g = wait_for_job(seen);
-      seen = g;
-      inside_.fetch_add(1);
-      if (generation_.load() == g) take_chunks();
-      inside_.fetch_sub(1);
-    }
-  }
-
-  // Blocks until an open job newer than `seen` appears; returns its generation.
-  uint64_t wait_for_job(uint64_t seen) {
-    auto fresh = [&](uint64_t g) { return (g & 1) && g != seen; };
-    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(SPIN_US);
-    for (int i = 0;; i++) {
-      uint64_t g = generation_.load();
-      if (fresh(g)) return g;
-      if ((i & 63) == 63 && std::chrono::steady_clock::now() > until) break;
-      cpu_relax();
-    }
-    std::unique_lock<std::mutex> lock(mutex_);
-    sleepers_.fetch_add(1);
-    uint64_t g;
-    wake_.wait(lock, [&] { return fresh(g = generation_.load()); });
-    sleepers_.fetch_sub(1);
-    return g;
-  }
-
-  // Long enough to bridge the other ops between two matmuls of a decode step; short, because a
-  // spinning worker takes a core from the graph-building thread on a small machine.
-  static constexpr int SPIN_US = 50;
-
-  const int threads_;
-  std::mutex run_mutex_;
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  std::atomic<uint64_t> generation_{0};
-  std::atomic<int> sleepers_{0};
-  std::atomic<int> inside_{0};
-  std::atomic<int> next_{0};
-  std::atomic<int> done_{0};
-  void (*fn_)(void*, int, int) = nullptr;
-  void* ctx_ = nullptr;
-  int total_ = 0, chunk_ = 1, chunks_ = 0;
-};
-
-// Leaked on purpose: detached workers must never see it destroyed at process exit.
-Pool& pool() {
-  static Pool* p = new Pool(configured_threads());
-  return *p;
-}
-
 struct Job {
   ColumnsFn fn;
   Problem p;
@@ -373,35 +214,14 @@ void run(const Problem& p, int group_size, int bits, Op op) {
   ColumnsFn fn = pick(bits, group_size, op);
   if (!fn) throw std::invalid_argument("[semantic qmm] unsupported bits or group size");
   if (p.N == 0 || (op == Op::matmul && p.M == 0)) return;
-  Pool& workers = pool();
   const double work = static_cast<double>(p.N) * p.K * (op == Op::matmul ? std::max(1.0, p.M / 4.0) : 1.0);
-  const int threads = work < SERIAL_WORK ? 1 : workers.threads();
+  const int threads = work < SERIAL_WORK ? 1 : cpu::threads();
   if (threads == 1) return fn(p, 0, p.N);
   // Four chunks per thread, so a thread slowed by another process does not hold up the rest.
   int chunk = (p.N + threads * 4 - 1) / (threads * 4);
   chunk = std::max(4, (chunk + 3) / 4 * 4);
   Job job{fn, p};
-  workers.run(run_job, &job, p.N, chunk);
-}
-
-// Row-contiguous data of `a`, or a gathered copy in `scratch` (views: transposes, broadcasts).
-template <typename T>
-const T* row_contiguous(const mx::array& a, std::vector<T>& scratch) {
-  if (a.flags().row_contiguous) return a.data<T>();
-  scratch.resize(a.size());
-  const T* base = a.data<T>();
-  const int nd = static_cast<int>(a.ndim());
-  std::vector<int> idx(nd, 0);
-  for (size_t i = 0; i < a.size(); i++) {
-    int64_t at = 0;
-    for (int d = 0; d < nd; d++) at += static_cast<int64_t>(idx[d]) * a.strides()[d];
-    scratch[i] = base[at];
-    for (int d = nd - 1; d >= 0; d--) {
-      if (++idx[d] < a.shape(d)) break;
-      idx[d] = 0;
-    }
-  }
-  return scratch.data();
+  parallel_for(run_job, &job, p.N, chunk);
 }
 
 // Inputs (x, w, scales, biases) for the matmul, (w, scales, biases) for the dequantize.
@@ -497,7 +317,7 @@ bool cpu_kernel_takes(int group_size, int bits) {
 }
 
 int qmm_threads() {
-  return pool().threads();
+  return cpu::threads();
 }
 
 }  // namespace semantic

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "mlx/mlx.h"
+#include "attention_cpu.h"
 #include "qmm_cpu.h"
 
 namespace mx = mlx::core;
@@ -367,8 +368,13 @@ int sm_rope_offsets(sm_array* out, sm_array x, int dims, int traditional, float 
     *out = wrap(mx::fast::rope(*x, dims, traditional != 0, b, scale, *offsets, opt(freqs)));
   })
 }
-// mask_mode: "" (none or explicit mask array) or "causal".
+// mask_mode: "" (none or explicit mask array) or "causal". On the CPU, the project's kernel
+// (ffi/attention_cpu.cpp); elsewhere, and for inputs that kernel does not take, MLX's.
 int sm_sdpa(sm_array* out, sm_array q, sm_array k, sm_array v, float scale, const char* mask_mode, sm_array mask) {
+  SM_TRY(*out = wrap(semantic::attention(*q, *k, *v, scale, std::string(mask_mode), opt(mask))))
+}
+// MLX's own attention, whatever the device: the reference the CPU kernel is tested and measured against.
+int sm_sdpa_mlx(sm_array* out, sm_array q, sm_array k, sm_array v, float scale, const char* mask_mode, sm_array mask) {
   SM_TRY(*out = wrap(mx::fast::scaled_dot_product_attention(*q, *k, *v, scale, std::string(mask_mode), opt(mask))))
 }
 

@@ -36,11 +36,19 @@ export function rope(x: MxArray, o: RopeOptions, offset: number | MxArray): MxAr
 const maskModes = { none: cstr(""), causal: cstr("causal") };
 
 /**
- * softmax(q k^T * scale + mask) v for q (B, Hq, L, D), k/v (B, Hkv, S, D); grouped-query
- * heads are handled by MLX. `mask` is "causal", an additive/boolean array, or null.
+ * softmax(q k^T * scale + mask) v for q (B, Hq, L, D), k/v (B, Hkv, S, D), grouped-query heads
+ * included. `mask` is "causal", an additive/boolean array, or null. On the CPU the project's
+ * kernel (ffi/attention_cpu.cpp) computes it; elsewhere MLX's.
  */
 export function scaledDotProductAttention(q: MxArray, k: MxArray, v: MxArray, scale: number, mask: "causal" | MxArray | null): MxArray {
-  const mode = mask === "causal" ? maskModes.causal : maskModes.none;
-  const arr = mask && mask !== "causal" ? mask.handle : null;
-  return made(lib().sm_sdpa(out, q.handle, k.handle, v.handle, scale, mode, arr));
+  return made(lib().sm_sdpa(out, q.handle, k.handle, v.handle, scale, ...maskArgs(mask)));
+}
+
+/** The same through MLX's own kernel on every device: a reference for tests and benchmarks. */
+export function mlxScaledDotProductAttention(q: MxArray, k: MxArray, v: MxArray, scale: number, mask: "causal" | MxArray | null): MxArray {
+  return made(lib().sm_sdpa_mlx(out, q.handle, k.handle, v.handle, scale, ...maskArgs(mask)));
+}
+
+function maskArgs(mask: "causal" | MxArray | null) {
+  return [mask === "causal" ? maskModes.causal : maskModes.none, mask && mask !== "causal" ? mask.handle : null] as const;
 }

@@ -51,3 +51,35 @@ export function halfToNumber(h: number): number {
   if (e === 31) return f ? Number.NaN : s * Number.POSITIVE_INFINITY;
   return s * 2 ** (e - 15) * (1 + f / 1024);
 }
+
+/**
+ * softmax(q k^T * scale + mask) v in float64 for q (B, Hq, L, D), k/v (B, Hkv, S, D) row-major,
+ * grouped-query heads (head h reads key/value head floor(h / (Hq / Hkv))). `mask(b, h, i, j)` is
+ * added to the score (-Infinity hides key j from query i). A query that sees no key gets zeros.
+ */
+export function attentionRef(
+  q: ArrayLike<number>, k: ArrayLike<number>, v: ArrayLike<number>,
+  dims: { B?: number; Hq: number; Hkv: number; L: number; S: number; D: number }, scale: number,
+  mask: (b: number, h: number, i: number, j: number) => number,
+): Float64Array {
+  const { B = 1, Hq, Hkv, L, S, D } = dims;
+  const out = new Float64Array(B * Hq * L * D);
+  for (let b = 0; b < B; b++)
+    for (let h = 0; h < Hq; h++) {
+      const kv = (b * Hkv + Math.floor(h / (Hq / Hkv))) * S;
+      for (let i = 0; i < L; i++) {
+        const row = ((b * Hq + h) * L + i) * D;
+        const s = Array.from({ length: S }, (_, j) => {
+          let dot = 0;
+          for (let d = 0; d < D; d++) dot += q[row + d] * k[(kv + j) * D + d];
+          return dot * scale + mask(b, h, i, j);
+        });
+        const m = Math.max(...s);
+        if (m === -Infinity) continue;
+        const e = s.map((z) => Math.exp(z - m));
+        const tot = e.reduce((p, z) => p + z, 0);
+        for (let j = 0; j < S; j++) for (let d = 0; d < D; d++) out[row + d] += (e[j] / tot) * v[(kv + j) * D + d];
+      }
+    }
+  return out;
+}

@@ -1,0 +1,293 @@
+// The CPU kernel behind semantic::attention (see attention_cpu.h).
+//
+// One work item is one key/value head of one sequence and a block of query rows that read it
+// (the grouped query heads of a few positions). It walks the keys in tiles of TK fixed key
+// indices; each row keeps a running maximum, sum and output (online softmax) and never
+// materializes its scores. With many rows, each tile of K is transposed once into a small buffer
+// that every row then reads, so a row's TK scores come out as whole vectors.
+
+#include "attention_cpu.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <vector>
+
+#include "cpu_parallel.h"
+#include "cpu_simd.h"
+#include "mlx/backend/cpu/encoder.h"
+#include "mlx/primitives.h"
+
+namespace mx = mlx::core;
+
+namespace semantic {
+namespace {
+
+using namespace cpu;
+
+constexpr int TK = 64;  // keys per tile
+constexpr int ROWS_PER_ITEM = 32;  // query rows sharing one transposed tile
+constexpr float NEG_INF = -std::numeric_limits<float>::infinity();
+
+// exp(x) for x <= 0 (a score minus the running maximum), to about 2 ulp: 2^n * p(r) with
+// r = x - n ln 2 in [-ln2/2, ln2/2] and Cephes' polynomial for expf. Below -87 it returns
+// exp(-87) ~ 1.6e-38 rather than 0: a weight that small changes no float32 sum it joins.
+inline vf exp_nonpositive(vf x) {
+  const vf lo = splat(-87.0f);
+  const vi below = x < lo;
+  x = (vf)(((vi)x & ~below) | ((vi)lo & below));
+  const vi n = __builtin_convertvector(x * 1.44269504088896341f - 0.5f, vi);  // round(x / ln 2), x <= 0
+  const vf nf = __builtin_convertvector(n, vf);
+  const vf r = x - nf * 0.693359375f - nf * -2.12194440e-4f;
+  vf p = splat(1.9875691500e-4f);
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const vf y = p * r * r + r + 1.0f;
+  return y * (vf)((n + 127) << 23);
+}
+
+// An evaluated (B, H, N, D) float32 array whose last dimension is contiguous: element strides
+// of the first three dimensions.
+struct View {
+  const float* p;
+  int64_t s0, s1, s2;
+};
+
+View view(const mx::array& a, std::vector<float>& scratch) {
+  if (a.strides()[3] == 1) return {a.data<float>(), a.strides()[0], a.strides()[1], a.strides()[2]};
+  const float* p = row_contiguous(a, scratch);
+  const int64_t n = a.shape(2), d = a.shape(3);
+  return {p, a.shape(1) * n * d, n * d, d};
+}
+
+struct Problem {
+  View q, k, v;
+  const bool* mask;  // (B, Hq, L, S) through strides m0..m3 (broadcast dimensions have 0), or null
+  int64_t m0, m1, m2, m3;
+  float* out;  // (B, Hq, L, D), row-contiguous
+  int B, Hq, Hkv, L, S;
+  bool causal;
+  float scale;
+  int itemsPerHead;
+};
+
+// Rows per item up to which scores are dot products rather than a transposed tile.
+constexpr int FEW_ROWS = 4;
+
+template <int D>
+inline float dot(const float* a, const float* b) {
+  vf acc = vf{};
+  for (int d = 0; d < D; d += W) acc += loadv(a + d) * loadv(b + d);
+  return hsum(acc);
+}
+
+template <int D>
+struct Row {
+  float q[D];
+  float o[D];
+  float m, l;
+  int h, i, lo, hi;  // head, position, first and last key seen
+  const bool* mask;  // this row's S mask entries (stride m3), or null
+};
+
+template <int D>
+void run_item(const Problem& p, int item) {
+  const int rep = p.Hq / p.Hkv, R = p.L * rep;
+  const int b = item / (p.Hkv * p.itemsPerHead);
+  const int kvh = (item / p.itemsPerHead) % p.Hkv;
+  const int r0 = (item % p.itemsPerHead) * ROWS_PER_ITEM, r1 = std::min(R, r0 + ROWS_PER_ITEM);
+  Row<D> rows[ROWS_PER_ITEM];
+  const int n = r1 - r0;
+  int lo = p.S, hi = -1;
+  for (int r = 0; r < n; r++) {
+    Row<D>& row = rows[r];
+    row.i = (r0 + r) / rep;
+    row.h = kvh * rep + (r0 + r) % rep;
+    const float* q = p.q.p + b * p.q.s0 + row.h * p.q.s1 + row.i * p.q.s2;
+    for (int d = 0; d < D; d += W) storev(row.q + d, loadv(q + d) * p.scale);
+    for (int d = 0; d < D; d += W) storev(row.o + d, vf{});
+    row.m = NEG_INF;
+    row.l = 0;
+    row.mask = nullptr;
+    row.lo = 0;
+    row.hi = p.S - 1;
+    if (p.causal) {
+      row.hi = std::min(p.S - 1, std::max(0, p.S - p.L) + row.i);
+    } else if (p.mask) {
+      row.mask = p.mask + b * p.m0 + row.h * p.m1 + row.i * p.m2;
+      row.lo = p.S, row.hi = -1;
+      for (int j = 0; j < p.S; j++)
+        if (row.mask[j * p.m3]) row.lo = std::min(row.lo, j), row.hi = j;
+    }
+    lo = std::min(lo, row.lo), hi = std::max(hi, row.hi);
+  }
+  const float* K = p.k.p + b * p.k.s0 + kvh * p.k.s1;
+  const float* V = p.v.p + b * p.v.s0 + kvh * p.v.s1;
+  alignas(64) float kt[D * TK];
+  alignas(64) float s[TK];
+  // Few rows (decode) compute each score as a dot product; transposing the tile pays off from a
+  // few rows on. Either way a score sums over d in the same order.
+  const bool transpose = n > FEW_ROWS;
+  for (int j0 = lo >= 0 ? lo / TK * TK : 0; j0 <= hi; j0 += TK) {
+    const int nk = std::min(TK, p.S - j0);
+    if (transpose) {
+      for (int j = 0; j < nk; j++) {
+        const float* key = K + (j0 + j) * p.k.s2;
+        for (int d = 0; d < D; d++) kt[d * TK + j] = key[d];
+      }
+      for (int j = nk; j < TK; j++)
+        for (int d = 0; d < D; d++) kt[d * TK + j] = 0;
+    }
+    for (int r = 0; r < n; r++) {
+      Row<D>& row = rows[r];
+      if (row.hi < j0 || row.lo >= j0 + TK) continue;
+      if (transpose) {
+        vf acc[TK / W] = {};
+        for (int d = 0; d < D; d++) {
+          const vf qd = splat(row.q[d]);
+          for (int g = 0; g < TK / W; g++) acc[g] += qd * loadv(kt + d * TK + g * W);
+        }
+        for (int g = 0; g < TK / W; g++) storev(s + g * W, acc[g]);
+      } else {
+        for (int j = 0; j < nk; j++) s[j] = dot<D>(row.q, K + (j0 + j) * p.k.s2);
+      }
+      // Keys this row does not see (past the tile, the causal limit or masked) weigh 0.
+      const int last = std::min(nk - 1, row.hi - j0);
+      for (int j = last + 1; j < TK; j++) s[j] = NEG_INF;
+      for (int j = 0; j < row.lo - j0; j++) s[j] = NEG_INF;
+      if (row.mask)
+        for (int j = std::max(0, row.lo - j0); j <= last; j++)
+          if (!row.mask[(j0 + j) * p.m3]) s[j] = NEG_INF;
+      vf mv = splat(NEG_INF);
+      for (int g = 0; g < TK / W; g++) {
+        const vf x = loadv(s + g * W);
+        const vi gt = x > mv;
+        mv = (vf)(((vi)x & gt) | ((vi)mv & ~gt));
+      }
+      const float tileMax = hmax(mv);
+      if (tileMax == NEG_INF) continue;
+      const float m = std::max(row.m, tileMax);
+      const float alpha = row.m == NEG_INF ? 0.0f : std::exp(row.m - m);
+      vf sum = vf{};
+      for (int g = 0; g < TK / W; g++) {
+        const vf x = loadv(s + g * W);
+        const vi seen = x > splat(NEG_INF);
+        const vf e = (vf)((vi)exp_nonpositive(x - m) & seen);
+        storev(s + g * W, e);
+        sum += e;
+      }
+      row.l = row.l * alpha + hsum(sum);
+      row.m = m;
+      vf o[D / W];
+      for (int c = 0; c < D / W; c++) o[c] = loadv(row.o + c * W) * alpha;
+      for (int j = 0; j <= last; j++) {
+        if (s[j] == 0.0f) continue;
+        const vf w = splat(s[j]);
+        const float* val = V + (j0 + j) * p.v.s2;
+        for (int c = 0; c < D / W; c++) o[c] += w * loadv(val + c * W);
+      }
+      for (int c = 0; c < D / W; c++) storev(row.o + c * W, o[c]);
+    }
+  }
+  for (int r = 0; r < n; r++) {
+    const Row<D>& row = rows[r];
+    float* out = p.out + ((static_cast<int64_t>(b) * p.Hq + row.h) * p.L + row.i) * D;
+    // A query that sees no key gets zeros (MLX's unfused path would give NaN).
+    const vf inv = splat(row.l > 0 ? 1.0f / row.l : 0.0f);
+    for (int d = 0; d < D; d += W) storev(out + d, loadv(row.o + d) * inv);
+  }
+}
+
+template <int D>
+void run_items(void* ctx, int begin, int end) {
+  for (int item = begin; item < end; item++) run_item<D>(*static_cast<const Problem*>(ctx), item);
+}
+
+// Below this many multiply-adds a call runs on the calling thread alone (decode over a short
+// context): waking the pool costs more than it saves.
+constexpr double SERIAL_WORK = 1 << 18;
+
+void run(const Problem& p, int D) {
+  auto fn = D == 64 ? run_items<64> : D == 128 ? run_items<128> : run_items<256>;
+  const int items = p.B * p.Hkv * p.itemsPerHead;
+  const double work = 2.0 * p.B * p.Hq * p.L * static_cast<double>(p.S) * D;
+  if (work < SERIAL_WORK) return fn(const_cast<Problem*>(&p), 0, items);
+  parallel_for(fn, const_cast<Problem*>(&p), items, 1);
+}
+
+// Inputs q, k, v and, with a mask, the mask broadcast to (B, Hq, L, S).
+class AttentionCpu : public mx::UnaryPrimitive {
+ public:
+  AttentionCpu(mx::Stream stream, float scale, bool causal) : mx::UnaryPrimitive(stream), scale_(scale), causal_(causal) {}
+
+  void eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) override {
+    out.set_data(mx::allocator::malloc(out.nbytes()));
+    // Like MLX's own CPU primitives: eval_cpu records the work; the stream's thread runs it.
+    auto& encoder = mx::cpu::get_command_encoder(stream());
+    for (auto& a : inputs) encoder.set_input_array(a);
+    encoder.set_output_array(out);
+    std::vector<mx::array> weak;
+    for (auto& a : inputs) weak.push_back(mx::array::unsafe_weak_copy(a));
+    encoder.dispatch([in = std::move(weak), out = mx::array::unsafe_weak_copy(out), scale = scale_, causal = causal_]() mutable {
+      std::vector<float> qs, ks, vs;
+      const mx::array &q = in[0], &k = in[1];
+      Problem p{view(q, qs), view(k, ks), view(in[2], vs), nullptr, 0, 0, 0, 0, out.data<float>(),
+                q.shape(0), q.shape(1), k.shape(1), q.shape(2), k.shape(2), causal, scale, 0};
+      if (in.size() == 4) {
+        const auto& m = in[3];
+        p.mask = m.data<bool>();
+        p.m0 = m.strides()[0], p.m1 = m.strides()[1], p.m2 = m.strides()[2], p.m3 = m.strides()[3];
+      }
+      p.itemsPerHead = (p.L * (p.Hq / p.Hkv) + ROWS_PER_ITEM - 1) / ROWS_PER_ITEM;
+      run(p, q.shape(3));
+    });
+  }
+
+  void eval_gpu(const std::vector<mx::array>&, mx::array&) override {
+    throw std::runtime_error("[semantic attention] has no GPU kernel (use MLX's fast attention)");
+  }
+
+  const char* name() const override { return "SemanticAttention"; }
+
+  bool is_equivalent(const mx::Primitive& other) const override {
+    auto& o = static_cast<const AttentionCpu&>(other);
+    return scale_ == o.scale_ && causal_ == o.causal_;
+  }
+
+  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override { return {inputs[0].shape()}; }
+
+ private:
+  float scale_;
+  bool causal_;
+};
+
+bool takes(const mx::Stream& s, const mx::array& q, const mx::array& k, const mx::array& v, const std::string& mode, const std::optional<mx::array>& mask) {
+  if (s.device.type != mx::Device::cpu) return false;
+  if (mode != "" && mode != "causal") return false;
+  if (mask && (mode == "causal" || mask->dtype() != mx::bool_ || mask->ndim() > 4)) return false;
+  for (auto* a : {&q, &k, &v})
+    if (a->dtype() != mx::float32 || a->ndim() != 4) return false;
+  const int D = q.shape(3);
+  if (D != 64 && D != 128 && D != 256) return false;
+  if (k.shape() != v.shape() || k.shape(3) != D || k.shape(0) != q.shape(0)) return false;
+  return k.shape(1) > 0 && q.shape(1) % k.shape(1) == 0 && q.shape(2) > 0 && k.shape(2) > 0;
+}
+
+}  // namespace
+
+mx::array attention(const mx::array& q, const mx::array& k, const mx::array& v, float scale, const std::string& mask_mode, const std::optional<mx::array>& mask) {
+  auto s = mx::default_stream(mx::default_device());
+  // Anything else keeps MLX's op, which also gives MLX's own errors for inconsistent inputs.
+  if (!takes(s, q, k, v, mask_mode, mask)) return mx::fast::scaled_dot_product_attention(q, k, v, scale, mask_mode, mask);
+  std::vector<mx::array> inputs{q, k, v};
+  if (mask) inputs.push_back(mx::broadcast_to(*mask, {q.shape(0), q.shape(1), q.shape(2), k.shape(2)}));
+  return mx::array(q.shape(), mx::float32, std::make_shared<AttentionCpu>(s, scale, mask_mode == "causal"), std::move(inputs));
+}
+
+}  // namespace semantic

@@ -1,0 +1,29 @@
+// Attention on the CPU as one MLX primitive. MLX's CPU backend computes scaled_dot_product_attention
+// unfused (scores, mask, softmax, product), with a single-threaded scalar exp that takes most of
+// the time once the context is long. This kernel streams the keys in tiles with an online softmax
+// (no score matrix), a vectorized exp and the shared thread pool.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "mlx/mlx.h"
+
+namespace semantic {
+
+/**
+ * softmax(q k^T * scale, masked) v for q (B, Hq, L, D), k and v (B, Hkv, S, D), lazily, in the
+ * graph; grouped-query heads (Hq a multiple of Hkv) read their key/value head. mask_mode "causal"
+ * lets query i see keys up to S - L + i; a boolean `mask` broadcastable to (B, Hq, L, S) marks the
+ * keys each query sees. Runs the CPU kernel when the default stream is the CPU's, everything is
+ * float32 and D is 64, 128 or 256; anything else is mx::fast::scaled_dot_product_attention.
+ */
+mlx::core::array attention(
+    const mlx::core::array& q,
+    const mlx::core::array& k,
+    const mlx::core::array& v,
+    float scale,
+    const std::string& mask_mode,
+    const std::optional<mlx::core::array>& mask);
+
+}  // namespace semantic

@@ -1,0 +1,73 @@
+// Vector helpers shared by the project's CPU kernels (qmm_cpu.cpp, attention_cpu.cpp).
+//
+// The loops are written with GCC/Clang vector extensions (W floats) rather than intrinsics, so
+// the same code becomes AVX2/AVX-512 on x86 and NEON on arm64.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "mlx/array.h"
+
+namespace semantic::cpu {
+
+// Lanes per vector: 16 where AVX-512 has the registers for them (twice the work per instruction),
+// else 8 (AVX2: one register; NEON: two).
+#if defined(__AVX512F__)
+constexpr int W = 16;
+#else
+constexpr int W = 8;
+#endif
+
+typedef float vf __attribute__((vector_size(W * 4)));
+typedef uint32_t vu __attribute__((vector_size(W * 4)));
+typedef int32_t vi __attribute__((vector_size(W * 4)));
+
+inline vf loadv(const float* p) {
+  vf v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+inline void storev(float* p, vf v) {
+  std::memcpy(p, &v, sizeof v);
+}
+
+inline vf splat(float f) {
+  return vf{} + f;
+}
+
+inline float hsum(vf v) {
+  float s = 0;
+  for (int i = 0; i < W; i++) s += v[i];
+  return s;
+}
+
+inline float hmax(vf v) {
+  float m = v[0];
+  for (int i = 1; i < W; i++) m = v[i] > m ? v[i] : m;
+  return m;
+}
+
+// Row-contiguous data of `a`, or a gathered copy in `scratch` (views: transposes, broadcasts).
+template <typename T>
+const T* row_contiguous(const mlx::core::array& a, std::vector<T>& scratch) {
+  if (a.flags().row_contiguous) return a.data<T>();
+  scratch.resize(a.size());
+  const T* base = a.data<T>();
+  const int nd = static_cast<int>(a.ndim());
+  std::vector<int> idx(nd, 0);
+  for (size_t i = 0; i < a.size(); i++) {
+    int64_t at = 0;
+    for (int d = 0; d < nd; d++) at += static_cast<int64_t>(idx[d]) * a.strides()[d];
+    scratch[i] = base[at];
+    for (int d = nd - 1; d >= 0; d--) {
+      if (++idx[d] < a.shape(d)) break;
+      idx[d] = 0;
+    }
+  }
+  return scratch.data();
+}
+
+}  // namespace semantic::cpu
