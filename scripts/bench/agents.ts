@@ -362,7 +362,7 @@ async function runOursPool(m: PromptModel, w: Workload, pw: PeerWorkload): Promi
     serverCpu += cpuOf(server);
     const own = process.cpuUsage(own0);
     const othersCpu = othersShare(cpu0, cpuJiffies(), serverCpu + (own.user + own.system) / 1e6);
-    return { turns, versions: { bun: Bun.version }, weights: "dense float32 (the server's CPU default)", othersCpu, loadMs, restart, idMismatches, transcripts };
+    return { turns, versions: { bun: Bun.version }, weights: "quantized as stored, through the project's CPU kernels (the server's CPU default)", othersCpu, loadMs, restart, idMismatches, transcripts };
   } finally {
     rmSync(home, { recursive: true, force: true });
   }
@@ -392,7 +392,7 @@ async function runOursOff(transcriptsByTurn: Map<number, Turn[][]>): Promise<Eng
     await stopServer(server);
     const own = process.cpuUsage(own0);
     const othersCpu = othersShare(cpu0, cpuJiffies(), Number(server.proc.resourceUsage()?.cpuTime.total ?? 0n) / 1e6 + (own.user + own.system) / 1e6);
-    return { turns, versions: { bun: Bun.version }, weights: "dense float32", othersCpu };
+    return { turns, versions: { bun: Bun.version }, weights: "quantized as stored (the server's CPU default)", othersCpu };
   } finally {
     rmSync(home, { recursive: true, force: true });
   }
@@ -526,14 +526,14 @@ function report(x: ReportInput): string {
     "",
   );
   lines.push(
-    "- **ours, pool**: `bun shared/main.ts` (its defaults: dense float32 weights on the CPU, 256-token blocks, 512-token prefill chunks) on a fresh data folder, " +
+    "- **ours, pool**: `bun shared/main.ts` (its defaults: on the CPU the GGUF's quantized weights through the project's kernels, 256-token blocks, 512-token prefill chunks) on a fresh data folder, " +
     "over HTTP: the direct agent API `POST /v1/agents/{id}/chat/completions`, streamed, the whole conversation sent every turn. " +
     (restartTurn ? `After turn ${RESTART_AFTER} the server gets SIGTERM (it flushes the pool to disk and exits) and is started again on the same folder; turn ${restartTurn} is its first turn for every agent (the block files are then most likely in the OS page cache: this is a process restart, not a cold disk). ` : "") +
     "Cached = `usage.prompt_tokens_details.cached_tokens`.",
     `- **ours, caching off**: the same server with one API key per request (each key is a tenant, and tenants never share blocks) and no agent id, so nothing can be reused: ` +
     `each agent's conversation as it stood at turn ${COLD_TURNS.join(", ")} of the pool run, prefilled from scratch. (Turn 1 of the pool run is cold too: nothing to reuse yet.)`,
     "- **mlx-lm**: `mlx_lm.server`'s own prompt cache, driven in process: its `LRUPromptCache` (10 entries, the server's default `--prompt-cache-size`, so all " +
-    `${AGENTS} agents fit) with \`fetch_nearest_cache\` / \`insert_cache\` exactly as its request path calls them, and \`generate_step\` (the loop its \`stream_generate\` wraps; prefill steps of 2048, its default). Same MLX, weights dequantized to float32 as ours. Without HTTP. ` +
+    `${AGENTS} agents fit) with \`fetch_nearest_cache\` / \`insert_cache\` exactly as its request path calls them, and \`generate_step\` (the loop its \`stream_generate\` wraps; prefill steps of 2048, its default). Same MLX, weights dequantized to float32 (its fastest on this CPU: MLX's CPU quantized matmul is many times slower, see bench:qmm). Without HTTP. ` +
     "Its cache is a token trie, so a turn 1 may start from another agent's cached system prompt (any prefix length; ours shares only whole 256-token blocks).",
     "- **llama.cpp**: node-llama-cpp, one context with one sequence per agent (llama-server's slots with `cache_prompt`, the default): each turn keeps the " +
     "common prefix of the sequence's KV (`adaptStateToTokens`) and evaluates only the rest. GGUF Q4_1 as stored, batch 512. Without HTTP.",
