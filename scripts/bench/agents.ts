@@ -19,13 +19,14 @@
 //                        a smaller workload for a quick check (e.g. BENCH_AGENTS=2 BENCH_TURNS=3
 //                        BENCH_HISTORY=512): printed, not written to BENCHMARKS.md
 //   BENCH_THREADS        threads for every engine (default: the machine's cores)
-//   BENCH_PEERS          0 to measure ours only
+//   BENCH_PEERS          0 to measure ours only; "last" to measure ours and show the peers' results
+//                        of the last full run (.deps/bench/agents-results.json), dated in the report
 //   BENCH_QUIET_WAIT     seconds to wait for other processes to quiet down before each engine (default 30)
 //   BENCH_PEER_TIMEOUT   seconds a peer may run (default 2400)
 // `bun scripts/bench/agents.ts --report` renders the last run's results (.deps/bench/agents-results.json)
 // again, e.g. after a change to the report; run it with the same BENCH_* workload variables.
 import type { Subprocess } from "bun";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildChatPrompt, type Turn } from "../../shared/api/prompt.ts";
@@ -35,7 +36,7 @@ import { loadTokenizer } from "../../shared/tokenizer/load-tokenizer.ts";
 import type { Tokenizer } from "../../shared/tokenizer/tokenizer.ts";
 import { cpuJiffies, fmt, measureProcess, othersShare, quantile, waitForQuiet } from "./harness.ts";
 import { machineLine, writeSection } from "./markdown-section.ts";
-import { peersDir } from "./peers/setup.ts";
+import { ensurePeers, peersDir } from "./peers/setup.ts";
 
 const env = process.env;
 const AGENTS = Number(env.BENCH_AGENTS ?? 8);
@@ -52,7 +53,8 @@ const COLD_TURNS = env.BENCH_COLD_TURNS ? env.BENCH_COLD_TURNS.split(",").map(Nu
 const quick = ["BENCH_AGENTS", "BENCH_TURNS", "BENCH_HISTORY", "BENCH_USER_TOKENS", "BENCH_COLD_TURNS", "BENCH_RESTART_AFTER"].some((k) => env[k]);
 const threads = Number(env.BENCH_THREADS ?? cpus().length);
 const quietWaitS = Number(env.BENCH_QUIET_WAIT ?? 30);
-const withPeers = env.BENCH_PEERS !== "0";
+const withPeers = env.BENCH_PEERS !== "0" && env.BENCH_PEERS !== "last";
+const reusePeers = env.BENCH_PEERS === "last";
 const peerTimeoutMs = Number(env.BENCH_PEER_TIMEOUT ?? 2400) * 1000;
 const COMMAND = "bun run bench:agents";
 
@@ -403,6 +405,7 @@ async function runOursOff(transcriptsByTurn: Map<number, Turn[][]>): Promise<Eng
 
 function peerCommands(workloadPath: string): { name: string; short: string; cmd: string[] | string }[] {
   if (!withPeers) return [];
+  ensurePeers(defaultModelPath());
   const out: { name: string; short: string; cmd: string[] | string }[] = [];
   const venvs = ["mlx-lm-openblas-venv", "mlx-lm-venv"].map((v) => join(peersDir, v, "bin", "python")).filter(existsSync);
   const mlxModel = join(peersDir, "smollm2-mlx");
@@ -474,10 +477,18 @@ async function main(): Promise<void> {
     const r = typeof p.cmd === "string" ? p.cmd : await measureProcess<EngineRun>(p.name, p.cmd, { log, quietWaitS, threads, timeoutMs: peerTimeoutMs, timeoutHint: "(BENCH_PEER_TIMEOUT)" });
     engines.push({ name: p.name, short: p.short, result: typeof r === "string" ? r : r.ok ? r.value : r.reason });
   }
+  let peersMeasuredAt: string | undefined;
+  if (reusePeers) {
+    const last = existsSync(resultsPath) ? (JSON.parse(await Bun.file(resultsPath).text()) as { quick: boolean; input: ReportInput }) : null;
+    if (!last || last.quick) throw new Error(`BENCH_PEERS=last needs a full earlier run in ${resultsPath}`);
+    engines.push(...last.input.engines.filter((e) => !e.short.startsWith("ours")));
+    peersMeasuredAt = last.input.peersMeasuredAt ?? last.input.measuredAt ?? statSync(resultsPath).mtime.toISOString();
+  }
 
   const input: ReportInput = {
     engines, pool: typeof pool === "string" ? null : pool, systemTokens, historyTokens,
     loadBefore, loadAfter: loadavg()[0], seconds: (performance.now() - started) / 1000,
+    measuredAt: new Date().toISOString(), peersMeasuredAt,
   };
   // The measurements, so the section can be rendered again without measuring (--report).
   writeFileSync(resultsPath, JSON.stringify({ quick, input }));
@@ -500,6 +511,9 @@ type ReportInput = {
   loadBefore: number;
   loadAfter: number;
   seconds: number;
+  /** When this run measured; when the peers shown were measured, if in an earlier run (BENCH_PEERS=last). */
+  measuredAt?: string;
+  peersMeasuredAt?: string;
 };
 
 function report(x: ReportInput): string {
@@ -605,6 +619,7 @@ function report(x: ReportInput): string {
   }
   for (const e of x.engines.filter((y) => typeof y.result === "string")) lines.push("", `${e.name}: not measured — ${e.result}.`);
   lines.push("", `Versions: ${ok.filter((e) => e.short !== "ours, off").map((e) => `${e.short} ${Object.entries(e.result.versions).map(([k, v]) => `${k} ${v}`).join(", ")} (${e.result.weights})`).join("; ")}.`);
+  if (x.peersMeasuredAt) lines.push("", `The peers' rows are from an earlier run of the same workload on this machine (${x.peersMeasuredAt.slice(0, 16).replace("T", " ")} UTC); ours were measured again (${x.measuredAt?.slice(0, 16).replace("T", " ")} UTC).`);
   lines.push("", `Load average ${fmt(x.loadBefore, 2)} before, ${fmt(x.loadAfter, 2)} after; the run took ${fmt(x.seconds, 0)} s. "CPU others took" is the share of the machine used by other processes while that engine ran: above ~20% the times are upper bounds.`);
   return lines.join("\n");
 }

@@ -23,6 +23,7 @@ import { linear, type Weight } from "../../shared/models/nn.ts";
 import { defaultModelPath, repoRoot } from "../../shared/paths.ts";
 import { fmt, measureProcess, quantile } from "./harness.ts";
 import { machineLine, writeSection } from "./markdown-section.ts";
+import { ensurePeers, peersDir } from "./peers/setup.ts";
 
 const LEVELS = process.env.BENCH_LEVELS ? process.env.BENCH_LEVELS.split(",").map(Number) : [1, 2, 4, 8, 16];
 const PROMPT_TOKENS = 32;
@@ -180,7 +181,7 @@ async function buildWorkload(): Promise<Workload> {
 
 function peerCommands(workloadPath: string): { name: string; cmd: string[] | string }[] {
   if (!withPeers) return [];
-  const peersDir = join(repoRoot, ".deps", "peers");
+  ensurePeers(defaultModelPath());
   const out: { name: string; cmd: string[] | string }[] = [];
   const venvs = ["mlx-lm-openblas-venv", "mlx-lm-venv"].map((v) => join(peersDir, v, "bin", "python")).filter(existsSync);
   const mlxModel = join(peersDir, "smollm2-mlx");

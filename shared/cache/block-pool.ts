@@ -344,11 +344,14 @@ export class BlockPool {
   }
 
   /**
-   * Per-layer K and V for the first `m.cachedTokens` tokens, (1, H, n, D) each, built from the
-   * prepared match. Sliding layers get zeros where their dropped blocks were (never attended).
+   * Per-layer K and V for the first `m.cachedTokens` tokens, built from the prepared match into
+   * buffers of `capacity` columns, (1, H, capacity, D) each: the columns past the prefix are
+   * zeros, room for the tokens the caller appends next without another copy. Sliding layers get
+   * zeros where their dropped blocks were (never attended).
    */
-  gather(m: Match): LayerKV[] {
+  gather(m: Match, capacity = m.cachedTokens): LayerKV[] {
     const n = m.cachedTokens;
+    const spare = Math.max(0, capacity - n);
     const T = this.blockTokens;
     const { nKvHeads: H, headDim: D, kvDtype } = this.#o.spec;
     return tidy(() =>
@@ -371,6 +374,11 @@ export class BlockPool {
         if (tail) {
           ks.push(slice(tail[0], [0, 0, 0, 0], [1, H, m.tailTokens, D]));
           vs.push(slice(tail[1], [0, 0, 0, 0], [1, H, m.tailTokens, D]));
+        }
+        if (spare) {
+          const z = zeros([1, H, spare, D], kvDtype);
+          ks.push(z);
+          vs.push(z);
         }
         return [ks.length === 1 ? contiguous(ks[0]) : concatenate(ks, 2), vs.length === 1 ? contiguous(vs[0]) : concatenate(vs, 2)] as LayerKV;
       }),

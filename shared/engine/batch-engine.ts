@@ -314,7 +314,9 @@ export class BatchEngine implements Engine {
         const m = await pool.prepare(pool.match(tenant, promptIds, agentId ?? null));
         if (!m.cachedTokens) break;
         if (!usable(m)) continue; // evicted while other blocks loaded: match again
-        caches = pool.gather(m).map(([k, v]) => KVCache.fromPrefix(k, v));
+        // Room for the whole prompt and the first token: its prefill and joining the batch copy nothing more.
+        const capacity = Math.ceil((promptIds.length + 1) / KVCache.step) * KVCache.step;
+        caches = pool.gather(m, capacity).map(([k, v]) => KVCache.fromPrefix(k, v, m.cachedTokens));
         cached = m.cachedTokens;
       }
     } catch (e) {
@@ -421,18 +423,30 @@ export class BatchEngine implements Engine {
     if (e) seq.emit(e);
   }
 
+  // The first sequence of an empty batch hands its buffers over; later ones are copied in.
   #join(seq: Sequence, next: number): void {
-    const states = seq.caches!.map((c) => c.state()!);
+    const caches = seq.caches!;
     seq.next = next;
     seq.state = "decoding";
     this.#decoding.push(seq);
     try {
-      this.#batch.forEach((b, l) => b.add(states[l][0], states[l][1]));
+      if (this.#batch[0].rows) {
+        const states = caches.map((c) => c.state()!);
+        try {
+          this.#batch.forEach((b, l) => b.add(states[l][0], states[l][1]));
+        } finally {
+          dispose(states);
+        }
+      } else {
+        this.#batch.forEach((b, l) => {
+          const own = caches[l].release()!;
+          b.adopt(own.keys, own.values, own.tokens);
+        });
+      }
       evaluate(...this.#batch.flatMap((b) => b.arrays()));
     } catch (e) {
       this.#failBatch(e);
     } finally {
-      dispose(states);
       this.#freeCaches(seq);
     }
   }

@@ -115,12 +115,29 @@ export class BatchKVCache implements LayerCache {
     this.#invalidate();
   }
 
-  /** Row `row`'s keys and values without padding, (1, H, n, D) each (new arrays the caller owns). */
+  /**
+   * Takes `keys`/`values` (1, H, capacity, D) whose first n columns hold a sequence as the only
+   * row of an empty batch, without copying (takes ownership).
+   */
+  adopt(keys: MxArray, values: MxArray, n: number): void {
+    if (this.rows) throw new Error(`bug: adopt into a batch of ${this.rows} rows`);
+    if (n < 1 || n > keys.shape[2]) throw new RangeError(`a row of ${n} tokens in a buffer of ${keys.shape[2]}`);
+    this.#keys = keep(keys);
+    this.#values = keep(values);
+    this.#lengths = [n];
+    this.#end = n;
+    this.#invalidate();
+  }
+
+  /**
+   * Row `row`'s keys and values without padding, (1, H, n, D) each: views of the batch's buffers
+   * (no copy) that the caller frees; they stay valid when the batch changes.
+   */
   extract(row: number): [MxArray, MxArray] {
     if (!this.#keys || !this.#values || row < 0 || row >= this.rows) throw new RangeError(`no row ${row} in a batch of ${this.rows}`);
     const from = this.#end - this.#lengths[row];
-    const cut = (a: MxArray) => contiguous(slice(a, [row, 0, from, 0], [row + 1, a.shape[1], this.#end, a.shape[3]]));
-    return tidy(() => [cut(this.#keys!), cut(this.#values!)] as [MxArray, MxArray]);
+    const cut = (a: MxArray) => slice(a, [row, 0, from, 0], [row + 1, a.shape[1], this.#end, a.shape[3]]);
+    return [cut(this.#keys), cut(this.#values)];
   }
 
   /** Removes `rows` (indices); the rest keep their order. Padding no remaining row needs is dropped. */

@@ -37,12 +37,16 @@ export class KVCache implements LayerCache {
   #values: MxArray | null = null;
   offset = 0;
 
-  /** A cache that already holds `keys`/`values` (1, H, n, D) for the first n positions (takes ownership). */
-  static fromPrefix(keys: MxArray, values: MxArray): KVCache {
+  /**
+   * A cache over `keys`/`values` (1, H, capacity, D) whose first `tokens` positions are filled
+   * (takes ownership). Spare capacity lets the next tokens be written in place.
+   */
+  static fromPrefix(keys: MxArray, values: MxArray, tokens = keys.shape[2]): KVCache {
+    if (tokens > keys.shape[2]) throw new RangeError(`a prefix of ${tokens} tokens in a buffer of ${keys.shape[2]}`);
     const c = new KVCache();
     c.#keys = keep(keys);
     c.#values = keep(values);
-    c.offset = keys.shape[2];
+    c.offset = tokens;
     return c;
   }
 
@@ -98,6 +102,15 @@ export class KVCache implements LayerCache {
     if (!this.#keys || !this.#values) return null;
     const [B, H, , D] = this.#keys.shape;
     return [slice(this.#keys, [0, 0, 0, 0], [B, H, this.offset, D]), slice(this.#values, [0, 0, 0, 0], [B, H, this.offset, this.#values.shape[3]])];
+  }
+
+  /** Hands its buffers (B, H, capacity, D) and the positions they hold to the caller, and empties. */
+  release(): { keys: MxArray; values: MxArray; tokens: number } | null {
+    if (!this.#keys || !this.#values) return null;
+    const r = { keys: this.#keys, values: this.#values, tokens: this.offset };
+    this.#keys = this.#values = null;
+    this.offset = 0;
+    return r;
   }
 
   free(): void {

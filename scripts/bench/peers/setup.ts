@@ -134,6 +134,11 @@ export function ensureNodeLlamaCpp(): Peer<{ prefix: string; node: string }> {
   });
 }
 
+/** Every peer (cached): run before a benchmark that drives them, so no set-up runs beside a measurement. */
+export function ensurePeers(gguf: string): void {
+  for (const p of [ensureConvertedModel(gguf), ensureMlxLm(), ensureNodeLlamaCpp()]) if (!p.ok) log(`not set up: ${p.reason}`);
+}
+
 /** The GGUF converted to an MLX folder (for mlx-lm), rebuilt when the GGUF changes. */
 export function ensureConvertedModel(gguf: string): Peer<string> {
   return attempt("convert", () => {
