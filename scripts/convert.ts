@@ -24,12 +24,14 @@ export function convertGguf(ggufPath: string, outDir: string): void {
       for (const [p, b] of kinds) if (b !== bits) quantization[p] = { group_size: 32, bits: b };
     }
     const { json, settings } = ggufTokenizerParts(header);
+    const tokens = settings.tokens;
+    if (!tokens) throw new ModelLoadError(`${ggufPath} has no tokenizer.ggml.tokens list`);
     mkdirSync(outDir, { recursive: true });
     writeFileSync(join(outDir, "config.json"), JSON.stringify({
       ...config,
       architectures: [config.model_type === "llama" ? "LlamaForCausalLM" : `${config.model_type}`],
-      bos_token_id: settings.tokens.indexOf(settings.bosToken ?? ""),
-      eos_token_id: settings.tokens.indexOf(settings.eosToken ?? ""),
+      bos_token_id: tokens.indexOf(settings.bosToken ?? ""),
+      eos_token_id: tokens.indexOf(settings.eosToken ?? ""),
       ...(kinds.length ? { quantization } : {}),
     }, null, 2));
     saveSafetensors(join(outDir, "model.safetensors"), arrays, { format: "mlx" });

@@ -1,5 +1,6 @@
 // Runs the whole suite with bun test and ends with the plain summary line CI reads:
 // "N passed, N failed". Fails when any test fails or errors, or when none ran.
+export {}; // a module, for top-level await
 const args = process.argv.slice(2);
 // Real-model tests load weights and run a 30-layer model on 2 CPU cores: allow minutes, not seconds.
 const proc = Bun.spawn([process.execPath, "test", "--timeout", "300000", ...args], { stdout: "inherit", stderr: "pipe", env: process.env });

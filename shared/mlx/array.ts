@@ -1,6 +1,6 @@
 // Array: one owned MLX handle. Release is deterministic: `free()`, `using`, or the scope
 // (`tidy`) it was created in. A FinalizationRegistry only counts what was forgotten.
-import { ptr, toArrayBuffer } from "bun:ffi";
+import { ptr, toArrayBuffer, type Pointer } from "bun:ffi";
 import { Dtype, itemSize, viewOf, type HostArray } from "./dtype.ts";
 import { check, lib, out, readF64, readI32, readPtr, readU64 } from "./native.ts";
 
@@ -9,19 +9,19 @@ let forgotten = 0;
 const scopes: Set<MxArray>[] = [];
 
 // Frees handles whose Array was garbage-collected without free(); tests assert it stays 0.
-const safetyNet = new FinalizationRegistry<number>((handle) => {
+const safetyNet = new FinalizationRegistry<Pointer>((handle) => {
   forgotten++;
   live--;
   lib().sm_array_free(handle);
 });
 
 export class MxArray {
-  #handle: number;
+  #handle: Pointer | 0; // 0 once freed
   #shape: number[] | null = null;
   #dtype: Dtype | -1 = -1;
 
   /** Takes ownership of a fresh handle from the C ABI. */
-  constructor(handle: number) {
+  constructor(handle: Pointer) {
     if (!handle) throw new Error("bug: null MLX array handle");
     this.#handle = handle;
     live++;
@@ -29,7 +29,7 @@ export class MxArray {
     scopes.at(-1)?.add(this);
   }
 
-  get handle(): number {
+  get handle(): Pointer {
     if (!this.#handle) throw new Error("MLX array used after free");
     return this.#handle;
   }
@@ -76,7 +76,7 @@ export class MxArray {
   }
 
   /** Pointer to the evaluated, row-contiguous data; valid while this array lives. */
-  dataPointer(): number {
+  dataPointer(): Pointer {
     check(lib().sm_array_data(out, this.handle));
     return readPtr();
   }

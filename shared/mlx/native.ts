@@ -1,6 +1,6 @@
 // The loaded C ABI, its status check and the scratch out-parameters every call writes to.
 // Only shared/mlx/* imports this; everything above sees Array and plain functions.
-import { CString, ptr, read } from "bun:ffi";
+import { CString, dlopen, FFIType, ptr, read, type Pointer } from "bun:ffi";
 import { openMlx, type MlxSymbols } from "../../ffi/symbols.ts";
 import { ffiLibraryPath } from "../paths.ts";
 
@@ -14,12 +14,28 @@ let symbols: MlxSymbols | null = null;
 /** The C ABI's symbols, opened on first use. */
 export function lib(): MlxSymbols {
   if (symbols) return symbols;
+  quietOpenBlas();
   try {
     symbols = openMlx(ffiLibraryPath).symbols;
   } catch (e) {
     throw new MlxError(`cannot load ${ffiLibraryPath} (run \`bun run setup\`): ${(e as Error).message}`);
   }
   return symbols;
+}
+
+// OpenBLAS (the Linux CPU BLAS) reads OPENBLAS_THREAD_TIMEOUT when it loads with MLX. By default
+// its idle workers spin for ~2^28 cycles after every call, taking the cores the project's own
+// kernels (attention, quantized matmul) run on next; 2^4 lets them sleep at once (a 120-token turn
+// over 3.5K cached tokens: 920 -> 690 ms). Bun's process.env does not reach C's environment, so it
+// is set through libc; a value the user set is kept.
+function quietOpenBlas(): void {
+  if (process.platform !== "linux" || process.env.OPENBLAS_THREAD_TIMEOUT) return;
+  const libc = dlopen("libc.so.6", { setenv: { args: [FFIType.ptr, FFIType.ptr, FFIType.i32], returns: FFIType.i32 } });
+  try {
+    libc.symbols.setenv(ptr(cstr("OPENBLAS_THREAD_TIMEOUT")), ptr(cstr("4")), 0);
+  } finally {
+    libc.close();
+  }
 }
 
 /** Throws MlxError with MLX's message when a call returned a non-zero status. */
@@ -30,10 +46,11 @@ export function check(status: number): void {
 // Single-threaded JS: one set of scratch slots serves every call, read right after it returns.
 const slots = new BigUint64Array(8);
 export const out = ptr(slots);
-export const out1 = out + 8;
-export const out2 = out + 16;
+// Arithmetic drops bun's Pointer brand; these are still addresses inside `slots`.
+export const out1 = (out + 8) as Pointer;
+export const out2 = (out + 16) as Pointer;
 
-export const readPtr = (at = out) => read.ptr(at, 0) as number;
+export const readPtr = (at = out) => read.ptr(at, 0) as Pointer;
 export const readI32 = (at = out) => read.i32(at, 0);
 export const readU64 = (at = out) => Number(read.u64(at, 0));
 export const readF64 = (at = out) => read.f64(at, 0);

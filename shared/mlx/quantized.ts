@@ -1,4 +1,5 @@
 // Affine-quantized weights (MLX's format: packed uint32 + per-group scales and biases).
+import type { Pointer } from "bun:ffi";
 import { MxArray } from "./array.ts";
 import type { Dtype } from "./dtype.ts";
 import { check, lib, out, readI32 } from "./native.ts";
@@ -40,7 +41,7 @@ export function cpuKernelTakes(groupSize: number, bits: number): boolean {
 export function quantize(w: MxArray, groupSize = 64, bits = 4): QuantizedWeight {
   const slots = new BigUint64Array(3);
   check(lib().sm_quantize(slots, w.handle, groupSize, bits));
-  const [pw, scales, biases] = Array.from(slots, (h) => new MxArray(Number(h)));
+  const [pw, scales, biases] = Array.from(slots, (h) => new MxArray(Number(h) as Pointer));
   return { w: pw, scales, biases, groupSize, bits };
 }
 
