@@ -17,8 +17,8 @@
 #include <vector>
 
 #include "cpu_parallel.h"
+#include "cpu_primitive.h"
 #include "cpu_simd.h"
-#include "mlx/backend/cpu/encoder.h"
 #include "mlx/primitives.h"
 
 namespace mx = mlx::core;
@@ -50,20 +50,6 @@ inline vf exp_nonpositive(vf x) {
   p = p * r + 5.0000001201e-1f;
   const vf y = p * r * r + r + 1.0f;
   return y * (vf)((n + 127) << 23);
-}
-
-// An evaluated (B, H, N, D) float32 array whose last dimension is contiguous: element strides
-// of the first three dimensions.
-struct View {
-  const float* p;
-  int64_t s0, s1, s2;
-};
-
-View view(const mx::array& a, std::vector<float>& scratch) {
-  if (a.strides()[3] == 1) return {a.data<float>(), a.strides()[0], a.strides()[1], a.strides()[2]};
-  const float* p = row_contiguous(a, scratch);
-  const int64_t n = a.shape(2), d = a.shape(3);
-  return {p, a.shape(1) * n * d, n * d, d};
 }
 
 struct Problem {
@@ -227,17 +213,10 @@ class AttentionCpu : public mx::UnaryPrimitive {
   AttentionCpu(mx::Stream stream, float scale, bool causal) : mx::UnaryPrimitive(stream), scale_(scale), causal_(causal) {}
 
   void eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) override {
-    out.set_data(mx::allocator::malloc(out.nbytes()));
-    // Like MLX's own CPU primitives: eval_cpu records the work; the stream's thread runs it.
-    auto& encoder = mx::cpu::get_command_encoder(stream());
-    for (auto& a : inputs) encoder.set_input_array(a);
-    encoder.set_output_array(out);
-    std::vector<mx::array> weak;
-    for (auto& a : inputs) weak.push_back(mx::array::unsafe_weak_copy(a));
-    encoder.dispatch([in = std::move(weak), out = mx::array::unsafe_weak_copy(out), scale = scale_, causal = causal_]() mutable {
+    dispatch(stream(), inputs, out, [scale = scale_, causal = causal_](std::vector<mx::array>& in, mx::array& out) {
       std::vector<float> qs, ks, vs;
       const mx::array &q = in[0], &k = in[1];
-      Problem p{view(q, qs), view(k, ks), view(in[2], vs), nullptr, 0, 0, 0, 0, out.data<float>(),
+      Problem p{view4(q, qs), view4(k, ks), view4(in[2], vs), nullptr, 0, 0, 0, 0, out.data<float>(),
                 q.shape(0), q.shape(1), k.shape(1), q.shape(2), k.shape(2), causal, scale, 0};
       if (in.size() == 4) {
         const auto& m = in[3];

@@ -70,4 +70,19 @@ const T* row_contiguous(const mlx::core::array& a, std::vector<T>& scratch) {
   return scratch.data();
 }
 
+// An evaluated (B, H, N, D) float32 array whose last dimension is contiguous: element strides
+// of the first three dimensions.
+struct View {
+  const float* p;
+  int64_t s0, s1, s2;
+};
+
+// `a` as a View, through a row-contiguous copy in `scratch` if its last dimension is strided.
+inline View view4(const mlx::core::array& a, std::vector<float>& scratch) {
+  if (a.strides()[3] == 1) return {a.data<float>(), a.strides()[0], a.strides()[1], a.strides()[2]};
+  const float* p = row_contiguous(a, scratch);
+  const int64_t n = a.shape(2), d = a.shape(3);
+  return {p, a.shape(1) * n * d, n * d, d};
+}
+
 }  // namespace semantic::cpu

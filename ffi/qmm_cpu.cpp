@@ -20,9 +20,9 @@
 #include <immintrin.h>
 #endif
 
-#include "mlx/backend/cpu/encoder.h"
 #include "mlx/primitives.h"
 #include "cpu_parallel.h"
+#include "cpu_primitive.h"
 #include "cpu_simd.h"
 
 namespace mx = mlx::core;
@@ -231,15 +231,7 @@ class QuantizedCpu : public mx::UnaryPrimitive {
       : mx::UnaryPrimitive(stream), op_(op), group_size_(group_size), bits_(bits) {}
 
   void eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) override {
-    out.set_data(mx::allocator::malloc(out.nbytes()));
-    // Like MLX's own CPU primitives: eval_cpu only records the work; the stream's thread runs it
-    // once the inputs are computed.
-    auto& encoder = mx::cpu::get_command_encoder(stream());
-    for (auto& a : inputs) encoder.set_input_array(a);
-    encoder.set_output_array(out);
-    std::vector<mx::array> weak;
-    for (auto& a : inputs) weak.push_back(mx::array::unsafe_weak_copy(a));
-    encoder.dispatch([in = std::move(weak), out = mx::array::unsafe_weak_copy(out), op = op_, group_size = group_size_, bits = bits_]() mutable {
+    dispatch(stream(), inputs, out, [op = op_, group_size = group_size_, bits = bits_](std::vector<mx::array>& in, mx::array& out) {
       const bool mm = op == Op::matmul;
       const mx::array& w = in[mm ? 1 : 0];
       const int K = static_cast<int>(static_cast<int64_t>(w.shape(1)) * 32 / bits);

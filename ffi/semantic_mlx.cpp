@@ -19,6 +19,7 @@
 #include "mlx/mlx.h"
 #include "attention_cpu.h"
 #include "qmm_cpu.h"
+#include "rope_norm_cpu.h"
 
 namespace mx = mlx::core;
 
@@ -347,9 +348,10 @@ int sm_tril(sm_array* out, sm_array a, int k) { SM_TRY(*out = wrap(mx::tril(*a, 
 int sm_triu(sm_array* out, sm_array a, int k) { SM_TRY(*out = wrap(mx::triu(*a, k))) }
 
 // ---- fast (fused) ops ----
+// RMS norm and RoPE go through the project's CPU kernels on the CPU (ffi/rope_norm_cpu.cpp).
 
 int sm_rms_norm(sm_array* out, sm_array x, sm_array weight, float eps) {
-  SM_TRY(*out = wrap(mx::fast::rms_norm(*x, opt(weight), eps)))
+  SM_TRY(*out = wrap(semantic::rms_norm(*x, opt(weight), eps)))
 }
 int sm_layer_norm(sm_array* out, sm_array x, sm_array weight, sm_array bias, float eps) {
   SM_TRY(*out = wrap(mx::fast::layer_norm(*x, opt(weight), opt(bias), eps)))
@@ -358,14 +360,14 @@ int sm_layer_norm(sm_array* out, sm_array x, sm_array weight, sm_array bias, flo
 int sm_rope(sm_array* out, sm_array x, int dims, int traditional, float base, float scale, int offset, sm_array freqs) {
   SM_TRY({
     std::optional<float> b = freqs ? std::nullopt : std::optional<float>(base);
-    *out = wrap(mx::fast::rope(*x, dims, traditional != 0, b, scale, offset, opt(freqs)));
+    *out = wrap(semantic::rope(*x, dims, traditional != 0, b, scale, offset, opt(freqs)));
   })
 }
 // Per-sequence offsets (an int32 array of shape (B,)), for batched decode at different positions.
 int sm_rope_offsets(sm_array* out, sm_array x, int dims, int traditional, float base, float scale, sm_array offsets, sm_array freqs) {
   SM_TRY({
     std::optional<float> b = freqs ? std::nullopt : std::optional<float>(base);
-    *out = wrap(mx::fast::rope(*x, dims, traditional != 0, b, scale, *offsets, opt(freqs)));
+    *out = wrap(semantic::rope(*x, dims, traditional != 0, b, scale, *offsets, opt(freqs)));
   })
 }
 // mask_mode: "" (none or explicit mask array) or "causal". On the CPU, the project's kernel

@@ -319,6 +319,36 @@ describe("fused ops", () => {
     });
   });
 
+  // The layout the models pass: heads transposed out of (B, L, H, D), so the rows are strided;
+  // positions of a long context, different per sequence (a batched decode step).
+  test("rope over strided heads at per-sequence positions up to 4K; rms_norm over strided rows without weight", () => {
+    mx.tidy(() => {
+      const B = 2, L = 3, H = 3, D = 64, base = 100000;
+      const blhd = seeded(B * L * H * D, 63);
+      const offsets = [5, 4093];
+      const x = mx.transpose(f32(blhd, [B, L, H, D]), [0, 2, 1, 3]);
+      const got = values(mx.rope(x, { dims: D, traditional: false, base, scale: 1 }, mx.array(new Int32Array(offsets))));
+      const inv = Array.from({ length: D / 2 }, (_, i) => base ** ((-2 * i) / D));
+      const want: number[] = [];
+      for (let b = 0; b < B; b++)
+        for (let h = 0; h < H; h++) {
+          const rows = new Float32Array(L * D);
+          for (let l = 0; l < L; l++) rows.set(blhd.subarray(((b * L + l) * H + h) * D, ((b * L + l) * H + h + 1) * D), l * D);
+          want.push(...ropeRef(rows, L, D, D, false, inv, 1, offsets[b]));
+        }
+      expectClose(got, want, 2e-5, 1e-5, "rope strided");
+      const eps = 1e-6;
+      const rows = mx.transpose(f32(blhd.subarray(0, 4 * D), [D, 4]), [1, 0]); // (4, D), columns strided
+      const rms: number[] = [];
+      for (let r = 0; r < 4; r++) {
+        const row = Array.from({ length: D }, (_, j) => blhd[j * 4 + r]);
+        const ms = row.reduce((a, v) => a + v * v, 0) / D;
+        rms.push(...row.map((v) => v / Math.sqrt(ms + eps)));
+      }
+      expectClose(values(mx.rmsNorm(rows, null, eps)), rms, 1e-5, 1e-5, "rms_norm strided");
+    });
+  });
+
   // Head size 8 is not one the project's CPU kernel takes: this is MLX's own attention.
   test("scaled_dot_product_attention: causal, additive mask, grouped-query heads", () => {
     mx.tidy(() => {
