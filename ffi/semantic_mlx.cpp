@@ -189,13 +189,14 @@ int sm_array_item_f64(double* out, sm_array a) {
 }
 
 // Evaluates `a` and returns a pointer to its row-contiguous data, valid while `a` lives.
-int sm_array_data(void** out, sm_array a) {
+// Copies the evaluated, row-contiguous data into `dst` (nbytes, the array's size in bytes), so
+// JavaScript never holds a view of memory MLX may free.
+int sm_array_read(sm_array a, void* dst, uint64_t nbytes) {
   SM_TRY({
     a->eval();
-    if (!a->flags().row_contiguous) {
-      throw std::invalid_argument("array is not row-contiguous: make it contiguous first");
-    }
-    *out = a->data<void>();
+    if (!a->flags().row_contiguous) throw std::invalid_argument("array is not row-contiguous: make it contiguous first");
+    if (nbytes != a->nbytes()) throw std::invalid_argument("destination size does not match the array's");
+    if (nbytes) std::memcpy(dst, a->data<void>(), nbytes);
   })
 }
 

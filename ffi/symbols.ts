@@ -36,7 +36,7 @@ export const symbols = {
   sm_array_size: { args: [ptr, ptr], returns: i32 }, // int (uint64_t* out, a)
   sm_array_nbytes: { args: [ptr, ptr], returns: i32 }, // int (uint64_t* out, a)
   sm_array_item_f64: { args: [ptr, ptr], returns: i32 }, // int (double* out, a)
-  sm_array_data: { args: [ptr, ptr], returns: i32 }, // int (void** out, a): evaluates; row-contiguous only
+  sm_array_read: { args: [ptr, ptr, u64], returns: i32 }, // int (a, void* dst, uint64 nbytes): evaluates and copies; row-contiguous only
   sm_array_is_row_contiguous: { args: [ptr, ptr], returns: i32 }, // int (int* out, a)
   sm_eval: { args: [ptr, i32], returns: i32 }, // int (const sm_array* arrays, int n)
   sm_async_eval: { args: [ptr, i32], returns: i32 }, // int (const sm_array* arrays, int n)

@@ -32,7 +32,7 @@ function checksum(parts: readonly Uint8Array[]): string {
   return h.toString(16);
 }
 
-/** Bytes of an evaluated, contiguous array (a zero-copy view: valid while `a` lives). */
+/** The bytes of an evaluated, contiguous array (a copy: the write outlives no MLX memory). */
 function bytesOf(a: MxArray): Uint8Array {
   const v = a.data();
   return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);

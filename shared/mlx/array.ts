@@ -1,6 +1,6 @@
 // Array: one owned MLX handle. Release is deterministic: `free()`, `using`, or the scope
 // (`tidy`) it was created in. A FinalizationRegistry only counts what was forgotten.
-import { ptr, toArrayBuffer, type Pointer } from "bun:ffi";
+import type { Pointer } from "bun:ffi";
 import { Dtype, itemSize, viewOf, type HostArray } from "./dtype.ts";
 import { check, lib, out, readF64, readI32, readPtr, readU64 } from "./native.ts";
 
@@ -75,21 +75,16 @@ export class MxArray {
     return readF64();
   }
 
-  /** Pointer to the evaluated, row-contiguous data; valid while this array lives. */
-  dataPointer(): Pointer {
-    check(lib().sm_array_data(out, this.handle));
-    return readPtr();
-  }
-
   /**
-   * A zero-copy typed view over the evaluated data (16-bit floats as raw Uint16).
-   * Valid only while this array lives: copy it (`.slice()`) to keep values longer.
+   * A copy of the evaluated, row-contiguous data (16-bit floats as raw Uint16). Always a copy: a
+   * view of MLX's memory would dangle once MLX frees or reuses it, and readers such as the block
+   * writer keep their bytes across awaits.
    */
   data(): HostArray {
     const n = this.size;
-    if (n === 0) return viewOf(this.dtype, new ArrayBuffer(0));
-    const buffer = toArrayBuffer(this.dataPointer(), 0, n * itemSize(this.dtype));
-    return viewOf(this.dtype, buffer, 0, n);
+    const host = viewOf(this.dtype, new ArrayBuffer(n * itemSize(this.dtype)), 0, n);
+    if (n) check(lib().sm_array_read(this.handle, host, host.byteLength));
+    return host;
   }
 
   /** A float32 copy of the values, whatever the dtype or memory layout. */
@@ -102,10 +97,9 @@ export class MxArray {
       const dense = readPtr();
       try {
         check(l.sm_array_size(out, dense));
-        const n = readU64();
-        if (n === 0) return new Float32Array(0);
-        check(l.sm_array_data(out, dense));
-        return new Float32Array(toArrayBuffer(readPtr(), 0, n * 4).slice(0));
+        const values = new Float32Array(readU64());
+        if (values.length) check(l.sm_array_read(dense, values, values.byteLength));
+        return values;
       } finally {
         l.sm_array_free(dense);
       }
@@ -182,7 +176,3 @@ export function handleCounts(): { live: number; forgotten: number } {
   return { live, forgotten };
 }
 
-/** The address of a typed array's memory, for zero-copy checks. */
-export function addressOf(view: HostArray): number {
-  return ptr(view);
-}

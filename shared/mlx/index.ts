@@ -1,6 +1,6 @@
 // The MLX wrapper's public surface: arrays and scopes, dtypes, ops, fused and quantized ops,
 // randomness, files, memory and device.
-export { MxArray, tidy, keep, dispose, handleCounts, addressOf } from "./array.ts";
+export { MxArray, tidy, keep, dispose, handleCounts } from "./array.ts";
 export { Dtype, itemSize, isFloating } from "./dtype.ts";
 export { MlxError } from "./native.ts";
 export * from "./ops.ts";

@@ -1,6 +1,6 @@
 // Files through MLX's own loaders: safetensors (with string metadata) and GGUF (with typed
 // metadata). Callers validate untrusted files before they get here (see shared/models/gguf.ts).
-import { CString, ptr as ptrOf, toArrayBuffer, type Pointer } from "bun:ffi";
+import { CString, ptr as ptrOf, type Pointer } from "bun:ffi";
 import { MxArray } from "./array.ts";
 import { check, cstr, lib, out, out1, out2, readI32, readPtr, readU64 } from "./native.ts";
 import { handles } from "./ops.ts";
@@ -8,8 +8,6 @@ import { handles } from "./ops.ts";
 export type GgufMetaValue = string | string[] | number | number[];
 
 export type LoadedArrays<M> = { arrays: Map<string, MxArray>; metadata: Map<string, M> };
-
-const utf8 = new TextDecoder();
 
 function readMap<M>(mapHandle: Pointer, meta: (i: number, kind: number, count: number) => M): LoadedArrays<M> {
   const l = lib();
@@ -38,7 +36,7 @@ function readMap<M>(mapHandle: Pointer, meta: (i: number, kind: number, count: n
 function metaString(mapHandle: Pointer, i: number, j: number): string {
   check(lib().sm_map_meta_string(out, out1, mapHandle, i, j));
   const len = readU64(out1);
-  return len ? utf8.decode(toArrayBuffer(readPtr(out), 0, len)) : "";
+  return len ? new CString(readPtr(out), 0, len).toString() : "";
 }
 
 export function loadSafetensors(path: string): LoadedArrays<string> {

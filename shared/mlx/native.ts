@@ -1,6 +1,6 @@
 // The loaded C ABI, its status check and the scratch out-parameters every call writes to.
 // Only shared/mlx/* imports this; everything above sees Array and plain functions.
-import { CString, dlopen, FFIType, ptr, read, type Pointer } from "bun:ffi";
+import { CString, dlopen, FFIType, ptr, type Pointer } from "bun:ffi";
 import { openMlx, type MlxSymbols } from "../../ffi/symbols.ts";
 import { ffiLibraryPath } from "../paths.ts";
 
@@ -44,16 +44,21 @@ export function check(status: number): void {
 }
 
 // Single-threaded JS: one set of scratch slots serves every call, read right after it returns.
+// Native code writes through `out`, a raw address, so `slots` must live as long as the module:
+// the readers read the array itself, which keeps it alive (a top-level binding no function used
+// was collected once the module had run, and the writes then corrupted Bun's heap).
 const slots = new BigUint64Array(8);
 export const out = ptr(slots);
 // Arithmetic drops bun's Pointer brand; these are still addresses inside `slots`.
 export const out1 = (out + 8) as Pointer;
 export const out2 = (out + 16) as Pointer;
 
-export const readPtr = (at = out) => read.ptr(at, 0) as Pointer;
-export const readI32 = (at = out) => read.i32(at, 0);
-export const readU64 = (at = out) => Number(read.u64(at, 0));
-export const readF64 = (at = out) => read.f64(at, 0);
+const slot = (at: Pointer) => slots[(at - out) / 8];
+export const readPtr = (at = out) => Number(slot(at)) as Pointer;
+export const readU64 = (at = out) => Number(slot(at));
+// An int32 is written to the slot's first four bytes: its low half on little-endian machines.
+export const readI32 = (at = out) => Number(BigInt.asIntN(32, slot(at)));
+export const readF64 = (at = out) => new Float64Array(BigUint64Array.of(slot(at)).buffer)[0];
 
 /** A NUL-terminated UTF-8 copy of `s` for `const char*` arguments. */
 export function cstr(s: string): Buffer {
