@@ -188,8 +188,7 @@ int sm_array_item_f64(double* out, sm_array a) {
   })
 }
 
-// Evaluates `a` and returns a pointer to its row-contiguous data, valid while `a` lives.
-// Copies the evaluated, row-contiguous data into `dst` (nbytes, the array's size in bytes), so
+// Evaluates `a` and copies its row-contiguous data into `dst` (nbytes, the array's size in bytes), so
 // JavaScript never holds a view of memory MLX may free.
 int sm_array_read(sm_array a, void* dst, uint64_t nbytes) {
   SM_TRY({

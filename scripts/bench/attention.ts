@@ -8,7 +8,7 @@
 //   BENCH_ROUNDS    alternating rounds, best kept (default 3)
 //   BENCH_QUIET_WAIT  seconds to wait for other processes to quiet down first (default 30)
 import * as mx from "../../shared/mlx/index.ts";
-import { cpuJiffies, fmt, othersShare, waitForQuiet } from "./harness.ts";
+import { cpuJiffies, fmt, othersShare, secondsPerCall, waitForQuiet } from "./harness.ts";
 import { machineLine, writeSection } from "./markdown-section.ts";
 
 const CONTEXTS = (process.env.BENCH_CONTEXTS ?? "512,2048,4096").split(",").map(Number);
@@ -16,17 +16,6 @@ const QUERIES = (process.env.BENCH_QUERIES ?? "1,120,512").split(",").map(Number
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const TARGET_S = 0.25; // time each measurement for about this long
 const Hq = 9, Hkv = 3, D = 64, LAYERS = 30;
-
-/** Seconds per call of `fn` (which evaluates its result), repeated for about TARGET_S. */
-function secondsPerCall(fn: () => void): number {
-  const t0 = Bun.nanoseconds();
-  fn(); // warm-up, and a first estimate
-  const once = (Bun.nanoseconds() - t0) / 1e9;
-  const n = Math.max(1, Math.min(2000, Math.round(TARGET_S / Math.max(once, 1e-6))));
-  const t1 = Bun.nanoseconds();
-  for (let i = 0; i < n; i++) fn();
-  return (Bun.nanoseconds() - t1) / 1e9 / n;
-}
 
 await waitForQuiet(Number(process.env.BENCH_QUIET_WAIT ?? 30), (msg) => process.stderr.write(`bench:attention: ${msg}\n`));
 const started = { jiffies: cpuJiffies(), cpu: process.cpuUsage(), at: Bun.nanoseconds() };
@@ -43,7 +32,7 @@ for (const S of CONTEXTS) {
     const best = { ours: Infinity, mlx: Infinity };
     for (let round = 0; round < ROUNDS; round++)
       for (const name of ["ours", "mlx"] as const)
-        best[name] = Math.min(best[name], secondsPerCall(() => mx.tidy(() => mx.evaluate(kernels[name](q, k, v, 0.125, L > 1 ? "causal" : null)))));
+        best[name] = Math.min(best[name], secondsPerCall(TARGET_S, () => mx.tidy(() => mx.evaluate(kernels[name](q, k, v, 0.125, L > 1 ? "causal" : null)))));
     const ms = (t: number) => fmt(t * 1e3, t < 1e-3 ? 3 : 2);
     rows.push(`| ${S} | ${L} | ${ms(best.ours)} | ${ms(best.mlx)} | **${fmt(best.mlx / best.ours, 1)}x** | ${fmt(best.ours * LAYERS * 1e3, 0)} | ${fmt(best.mlx * LAYERS * 1e3, 0)} |`);
     q.free();

@@ -95,3 +95,14 @@ export function quantile(xs: readonly number[], q: number): number {
 
 /** A number with `d` decimals, or an em dash when it is not finite. */
 export const fmt = (x: number | undefined, d = 1): string => (x !== undefined && Number.isFinite(x) ? x.toFixed(d) : "—");
+
+/** Seconds per call of `fn` (which evaluates its result), repeated for about `targetS` after one warm-up call. */
+export function secondsPerCall(targetS: number, fn: () => void): number {
+  const t0 = Bun.nanoseconds();
+  fn(); // warm-up, and a first estimate
+  const once = (Bun.nanoseconds() - t0) / 1e9;
+  const n = Math.max(1, Math.min(2000, Math.round(targetS / Math.max(once, 1e-6))));
+  const t1 = Bun.nanoseconds();
+  for (let i = 0; i < n; i++) fn();
+  return (Bun.nanoseconds() - t1) / 1e9 / n;
+}

@@ -8,7 +8,7 @@
 //   BENCH_QUIET_WAIT  seconds to wait for other processes to quiet down first (default 30)
 import * as mx from "../../shared/mlx/index.ts";
 import { CPU_KERNEL_MAX_ROWS } from "../../shared/models/nn.ts";
-import { cpuJiffies, othersShare, waitForQuiet } from "./harness.ts";
+import { cpuJiffies, othersShare, secondsPerCall, waitForQuiet } from "./harness.ts";
 import { machineLine, writeSection } from "./markdown-section.ts";
 
 const ROWS = (process.env.BENCH_ROWS ?? "1,8,16,32,256").split(",").map(Number);
@@ -32,17 +32,6 @@ const LABEL: Record<Kernel, string> = {
   dense: "dense float32 matmul",
   dequant: "ours dequantize + float32 matmul",
 };
-
-/** Seconds per call of `fn` (which evaluates its result), repeated for about TARGET_S. */
-function secondsPerCall(fn: () => void): number {
-  const t0 = Bun.nanoseconds();
-  fn(); // warm-up, and a first estimate
-  const once = (Bun.nanoseconds() - t0) / 1e9;
-  const n = Math.max(1, Math.min(2000, Math.round(TARGET_S / Math.max(once, 1e-6))));
-  const t1 = Bun.nanoseconds();
-  for (let i = 0; i < n; i++) fn();
-  return (Bun.nanoseconds() - t1) / 1e9 / n;
-}
 
 await waitForQuiet(Number(process.env.BENCH_QUIET_WAIT ?? 30), (msg) => process.stderr.write(`bench:qmm: ${msg}\n`));
 const started = { jiffies: cpuJiffies(), cpu: process.cpuUsage(), at: Bun.nanoseconds() };
@@ -69,7 +58,7 @@ for (const s of SHAPES) {
     for (let round = 0; round < ROUNDS; round++) {
       for (const k of KERNELS) {
         if (k === "mlx" && slow.has(s.name)) continue;
-        const t = secondsPerCall(run[k]);
+        const t = secondsPerCall(TARGET_S, run[k]);
         const id = key(s, rows, k);
         best.set(id, Math.min(t, best.get(id) ?? Infinity));
         if (k === "mlx" && t > SLOW_LIMIT_S / 4) slow.add(s.name);
