@@ -3,8 +3,9 @@
 // One work item is one key/value head of one sequence and a block of query rows that read it
 // (the grouped query heads of a few positions). It walks the keys in tiles of TK fixed key
 // indices; each row keeps a running maximum, sum and output (online softmax) and never
-// materializes its scores. With many rows, each tile of K is transposed once into a small buffer
-// that every row then reads, so a row's TK scores come out as whole vectors.
+// materializes its scores. Rows go in groups of RB whose scores and outputs stay in registers, so
+// each K and V vector loaded serves the whole group. With many rows, each tile of K is transposed
+// once into a small buffer, so a row's TK scores come out as whole vectors.
 
 #include "attention_cpu.h"
 
@@ -29,7 +30,7 @@ namespace {
 using namespace cpu;
 
 constexpr int TK = 64;  // keys per tile
-constexpr int ROWS_PER_ITEM = 32;  // query rows sharing one transposed tile
+constexpr int ROWS_PER_ITEM = 64;  // query rows sharing one transposed tile
 constexpr float NEG_INF = -std::numeric_limits<float>::infinity();
 
 // exp(x) for x <= 0 (a score minus the running maximum), to about 2 ulp: 2^n * p(r) with
@@ -65,6 +66,53 @@ struct Problem {
 
 // Rows per item up to which scores are dot products rather than a transposed tile.
 constexpr int FEW_ROWS = 4;
+// Query rows computed together from one tile: their scores (RB x TK / W vectors) and their
+// outputs (RB x CB vectors of columns at a time) stay in registers, so each K and V vector loaded
+// serves RB rows. AVX-512 has 32 vector registers; AVX2 and NEON's 8-float pairs have fewer.
+constexpr int RB = W == 16 ? 4 : 2;
+constexpr int CB = 4;
+static_assert(ROWS_PER_ITEM % RB == 0);
+
+// Masks the scores `s` (TK) of keys j0.. that `row` does not see, and folds them into the row's
+// online softmax: s becomes the weights exp(s - m) (0 where unseen) and `alpha` the factor that
+// rescales what the row summed so far.
+template <typename Row>
+void softmax_tile(Row& row, float* s, int j0, int nk, const Problem& p, float& alpha) {
+  alpha = 1.0f;
+  const int last = std::min(nk - 1, row.hi - j0);
+  if (row.hi < j0 || row.lo >= j0 + TK) {
+    std::fill(s, s + TK, 0.0f);
+    return;
+  }
+  for (int j = last + 1; j < TK; j++) s[j] = NEG_INF;
+  for (int j = 0; j < row.lo - j0; j++) s[j] = NEG_INF;
+  if (row.mask)
+    for (int j = std::max(0, row.lo - j0); j <= last; j++)
+      if (!row.mask[(j0 + j) * p.m3]) s[j] = NEG_INF;
+  vf mv = splat(NEG_INF);
+  for (int g = 0; g < TK / W; g++) {
+    const vf x = loadv(s + g * W);
+    const vi gt = x > mv;
+    mv = (vf)(((vi)x & gt) | ((vi)mv & ~gt));
+  }
+  const float tileMax = hmax(mv);
+  if (tileMax == NEG_INF) {
+    std::fill(s, s + TK, 0.0f);
+    return;
+  }
+  const float m = std::max(row.m, tileMax);
+  alpha = row.m == NEG_INF ? 0.0f : std::exp(row.m - m);
+  vf sum = vf{};
+  for (int g = 0; g < TK / W; g++) {
+    const vf x = loadv(s + g * W);
+    const vi seen = x > splat(NEG_INF);
+    const vf e = (vf)((vi)exp_nonpositive(x - m) & seen);
+    storev(s + g * W, e);
+    sum += e;
+  }
+  row.l = row.l * alpha + hsum(sum);
+  row.m = m;
+}
 
 template <int D>
 inline float dot(const float* a, const float* b) {
@@ -113,12 +161,20 @@ void run_item(const Problem& p, int item) {
     }
     lo = std::min(lo, row.lo), hi = std::max(hi, row.hi);
   }
+  // The last group's missing rows see no key and multiply zeros; their results are never read.
+  for (int r = n; r < (n + RB - 1) / RB * RB; r++) {
+    Row<D>& row = rows[r];
+    for (int d = 0; d < D; d += W) storev(row.q + d, vf{}), storev(row.o + d, vf{});
+    row.m = NEG_INF, row.l = 0, row.mask = nullptr, row.lo = p.S, row.hi = -1;
+  }
   const float* K = p.k.p + b * p.k.s0 + kvh * p.k.s1;
   const float* V = p.v.p + b * p.v.s0 + kvh * p.v.s1;
   alignas(64) float kt[D * TK];
-  alignas(64) float s[TK];
-  // Few rows (decode) compute each score as a dot product; transposing the tile pays off from a
-  // few rows on. Either way a score sums over d in the same order.
+  alignas(64) float s[RB][TK];
+  float alpha[RB];
+  // Rows go RB at a time. Few rows (decode) compute each score as a dot product; from a few rows
+  // on, the tile is transposed once and the group's scores come out of registers. Either way a
+  // score sums over d in the same order.
   const bool transpose = n > FEW_ROWS;
   for (int j0 = lo >= 0 ? lo / TK * TK : 0; j0 <= hi; j0 += TK) {
     const int nk = std::min(TK, p.S - j0);
@@ -130,55 +186,49 @@ void run_item(const Problem& p, int item) {
       for (int j = nk; j < TK; j++)
         for (int d = 0; d < D; d++) kt[d * TK + j] = 0;
     }
-    for (int r = 0; r < n; r++) {
-      Row<D>& row = rows[r];
-      if (row.hi < j0 || row.lo >= j0 + TK) continue;
+    for (int g0 = 0; g0 < n; g0 += RB) {
+      Row<D>* group = rows + g0;
+      const int nr = std::min(RB, n - g0);
+      int last = -1;
+      for (int r = 0; r < nr; r++) {
+        const Row<D>& row = group[r];
+        if (row.hi >= j0 && row.lo < j0 + TK) last = std::max(last, std::min(nk - 1, row.hi - j0));
+      }
+      if (last < 0) continue;
       if (transpose) {
-        vf acc[TK / W] = {};
+        vf acc[RB][TK / W] = {};
         for (int d = 0; d < D; d++) {
-          const vf qd = splat(row.q[d]);
-          for (int g = 0; g < TK / W; g++) acc[g] += qd * loadv(kt + d * TK + g * W);
+          vf kv[TK / W];
+          for (int g = 0; g < TK / W; g++) kv[g] = loadv(kt + d * TK + g * W);
+          for (int r = 0; r < RB; r++) {
+            const vf qd = splat(group[r].q[d]);
+            for (int g = 0; g < TK / W; g++) acc[r][g] += qd * kv[g];
+          }
         }
-        for (int g = 0; g < TK / W; g++) storev(s + g * W, acc[g]);
+        for (int r = 0; r < RB; r++)
+          for (int g = 0; g < TK / W; g++) storev(s[r] + g * W, acc[r][g]);
       } else {
-        for (int j = 0; j < nk; j++) s[j] = dot<D>(row.q, K + (j0 + j) * p.k.s2);
+        for (int r = 0; r < nr; r++)
+          for (int j = 0; j < nk; j++) s[r][j] = dot<D>(group[r].q, K + (j0 + j) * p.k.s2);
       }
-      // Keys this row does not see (past the tile, the causal limit or masked) weigh 0.
-      const int last = std::min(nk - 1, row.hi - j0);
-      for (int j = last + 1; j < TK; j++) s[j] = NEG_INF;
-      for (int j = 0; j < row.lo - j0; j++) s[j] = NEG_INF;
-      if (row.mask)
-        for (int j = std::max(0, row.lo - j0); j <= last; j++)
-          if (!row.mask[(j0 + j) * p.m3]) s[j] = NEG_INF;
-      vf mv = splat(NEG_INF);
-      for (int g = 0; g < TK / W; g++) {
-        const vf x = loadv(s + g * W);
-        const vi gt = x > mv;
-        mv = (vf)(((vi)x & gt) | ((vi)mv & ~gt));
+      for (int r = 0; r < RB; r++) softmax_tile(group[r], s[r], j0, nk, p, alpha[r]);
+      // o = o * alpha + sum_j e_j V_j, CB vectors of columns at a time for every row of the group.
+      for (int c0 = 0; c0 < D / W; c0 += CB) {
+        vf o[RB][CB];
+        for (int r = 0; r < RB; r++)
+          for (int c = 0; c < CB; c++) o[r][c] = loadv(group[r].o + (c0 + c) * W) * alpha[r];
+        for (int j = 0; j <= last; j++) {
+          const float* val = V + (j0 + j) * p.v.s2 + c0 * W;
+          vf vv[CB];
+          for (int c = 0; c < CB; c++) vv[c] = loadv(val + c * W);
+          for (int r = 0; r < RB; r++) {
+            const vf w = splat(s[r][j]);
+            for (int c = 0; c < CB; c++) o[r][c] += w * vv[c];
+          }
+        }
+        for (int r = 0; r < RB; r++)
+          for (int c = 0; c < CB; c++) storev(group[r].o + (c0 + c) * W, o[r][c]);
       }
-      const float tileMax = hmax(mv);
-      if (tileMax == NEG_INF) continue;
-      const float m = std::max(row.m, tileMax);
-      const float alpha = row.m == NEG_INF ? 0.0f : std::exp(row.m - m);
-      vf sum = vf{};
-      for (int g = 0; g < TK / W; g++) {
-        const vf x = loadv(s + g * W);
-        const vi seen = x > splat(NEG_INF);
-        const vf e = (vf)((vi)exp_nonpositive(x - m) & seen);
-        storev(s + g * W, e);
-        sum += e;
-      }
-      row.l = row.l * alpha + hsum(sum);
-      row.m = m;
-      vf o[D / W];
-      for (int c = 0; c < D / W; c++) o[c] = loadv(row.o + c * W) * alpha;
-      for (int j = 0; j <= last; j++) {
-        if (s[j] == 0.0f) continue;
-        const vf w = splat(s[j]);
-        const float* val = V + (j0 + j) * p.v.s2;
-        for (int c = 0; c < D / W; c++) o[c] += w * loadv(val + c * W);
-      }
-      for (int c = 0; c < D / W; c++) storev(row.o + c * W, o[c]);
     }
   }
   for (int r = 0; r < n; r++) {
