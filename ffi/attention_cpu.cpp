@@ -33,26 +33,6 @@ constexpr int TK = 64;  // keys per tile
 constexpr int ROWS_PER_ITEM = 64;  // query rows sharing one transposed tile
 constexpr float NEG_INF = -std::numeric_limits<float>::infinity();
 
-// exp(x) for x <= 0 (a score minus the running maximum), to about 2 ulp: 2^n * p(r) with
-// r = x - n ln 2 in [-ln2/2, ln2/2] and Cephes' polynomial for expf. Below -87 it returns
-// exp(-87) ~ 1.6e-38 rather than 0: a weight that small changes no float32 sum it joins.
-inline vf exp_nonpositive(vf x) {
-  const vf lo = splat(-87.0f);
-  const vi below = x < lo;
-  x = (vf)(((vi)x & ~below) | ((vi)lo & below));
-  const vi n = __builtin_convertvector(x * 1.44269504088896341f - 0.5f, vi);  // round(x / ln 2), x <= 0
-  const vf nf = __builtin_convertvector(n, vf);
-  const vf r = x - nf * 0.693359375f - nf * -2.12194440e-4f;
-  vf p = splat(1.9875691500e-4f);
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const vf y = p * r * r + r + 1.0f;
-  return y * (vf)((n + 127) << 23);
-}
-
 struct Problem {
   View q, k, v;
   const bool* mask;  // (B, Hq, L, S) through strides m0..m3 (broadcast dimensions have 0), or null

@@ -11,17 +11,27 @@
 
 namespace semantic::cpu {
 
-/** Allocates `out` and runs fn(inputs, out) on `stream`'s thread (weak copies: no reference cycles). */
+/** Allocates `outputs` and runs fn(inputs, outputs) on `stream`'s thread (weak copies: no reference cycles). */
 template <typename F>
-void dispatch(mlx::core::Stream stream, const std::vector<mlx::core::array>& inputs, mlx::core::array& out, F&& fn) {
+void dispatch(mlx::core::Stream stream, const std::vector<mlx::core::array>& inputs, std::vector<mlx::core::array>& outputs, F&& fn) {
   namespace mx = mlx::core;
-  out.set_data(mx::allocator::malloc(out.nbytes()));
   auto& encoder = mx::cpu::get_command_encoder(stream);
   for (auto& a : inputs) encoder.set_input_array(a);
-  encoder.set_output_array(out);
-  std::vector<mx::array> weak;
-  for (auto& a : inputs) weak.push_back(mx::array::unsafe_weak_copy(a));
-  encoder.dispatch([in = std::move(weak), out = mx::array::unsafe_weak_copy(out), fn = std::forward<F>(fn)]() mutable { fn(in, out); });
+  std::vector<mx::array> in, out;
+  for (auto& a : inputs) in.push_back(mx::array::unsafe_weak_copy(a));
+  for (auto& o : outputs) {
+    o.set_data(mx::allocator::malloc(o.nbytes()));
+    encoder.set_output_array(o);
+    out.push_back(mx::array::unsafe_weak_copy(o));
+  }
+  encoder.dispatch([in = std::move(in), out = std::move(out), fn = std::forward<F>(fn)]() mutable { fn(in, out); });
+}
+
+/** The same for a single output: fn(inputs, out). */
+template <typename F>
+void dispatch(mlx::core::Stream stream, const std::vector<mlx::core::array>& inputs, mlx::core::array& out, F&& fn) {
+  std::vector<mlx::core::array> outputs{out};  // a handle on the same array
+  dispatch(stream, inputs, outputs, [fn = std::forward<F>(fn)](std::vector<mlx::core::array>& in, std::vector<mlx::core::array>& o) mutable { fn(in, o[0]); });
 }
 
 }  // namespace semantic::cpu

@@ -1,4 +1,4 @@
-// Vector helpers shared by the project's CPU kernels (qmm_cpu.cpp, attention_cpu.cpp).
+// Vector helpers shared by the project's CPU kernels (qmm_cpu.cpp, attention_cpu.cpp, sampler_cpu.cpp).
 //
 // The loops are written with GCC/Clang vector extensions (W floats) rather than intrinsics, so
 // the same code becomes AVX2/AVX-512 on x86 and NEON on arm64.
@@ -48,6 +48,26 @@ inline float hmax(vf v) {
   float m = v[0];
   for (int i = 1; i < W; i++) m = v[i] > m ? v[i] : m;
   return m;
+}
+
+// exp(x) for x <= 0 (a value minus its row's maximum), to about 2 ulp: 2^n * p(r) with
+// r = x - n ln 2 in [-ln2/2, ln2/2] and Cephes' polynomial for expf. Below -87 it returns
+// exp(-87) ~ 1.6e-38 rather than 0: a weight that small changes no float32 sum it joins.
+inline vf exp_nonpositive(vf x) {
+  const vf lo = splat(-87.0f);
+  const vi below = x < lo;
+  x = (vf)(((vi)x & ~below) | ((vi)lo & below));
+  const vi n = __builtin_convertvector(x * 1.44269504088896341f - 0.5f, vi);  // round(x / ln 2), x <= 0
+  const vf nf = __builtin_convertvector(n, vf);
+  const vf r = x - nf * 0.693359375f - nf * -2.12194440e-4f;
+  vf p = splat(1.9875691500e-4f);
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const vf y = p * r * r + r + 1.0f;
+  return y * (vf)((n + 127) << 23);
 }
 
 // Row-contiguous data of `a`, or a gathered copy in `scratch` (views: transposes, broadcasts).

@@ -358,6 +358,9 @@ export class BatchEngine implements Engine {
     // Short prompts start together; a long one takes one chunk per step, so running streams
     // wait at most one step's token budget between two tokens.
     let budget = this.#o.tokenBudgetPerStep - this.#decoding.length;
+    // Decode first: a prompt whose prefill ends this step sends its first token when the step
+    // ends, not after a decode it has no part in yet.
+    const rows = this.#decoding.length ? this.#decode() : 0;
     const prefills: StepInfo["prefills"] = [];
     for (const seq of [...this.#prefilling]) {
       if (prefills.length && budget < 1) break;
@@ -365,7 +368,6 @@ export class BatchEngine implements Engine {
       prefills.push(p);
       budget -= p.tokens;
     }
-    const rows = this.#decoding.length ? this.#decode() : 0;
     this.#steps++;
     this.#o.onStep?.({ step: this.#steps, prefills, decodeRows: rows, ms: performance.now() - t0 });
   }
