@@ -8,6 +8,7 @@
 // Dtype codes are mlx::core::Dtype::Val's order: bool, u8, u16, u32, u64, i8, i16, i32,
 // i64, f16, f32, f64, bf16, c64.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -20,6 +21,7 @@
 #include "attention_cpu.h"
 #include "qmm_cpu.h"
 #include "rope_norm_cpu.h"
+#include "sampler_cpu.h"
 
 namespace mx = mlx::core;
 
@@ -408,6 +410,28 @@ int sm_dequantize(sm_array* out, sm_array w, sm_array scales, sm_array biases, i
   SM_TRY({
     std::optional<mx::Dtype> dt = dtype < 0 ? std::nullopt : std::optional<mx::Dtype>(to_dtype(dtype));
     *out = wrap(mx::dequantize(*w, *scales, opt(biases), group_size, bits, "affine", std::nullopt, dt));
+  })
+}
+
+// ---- sampling ----
+
+// The sampler chain over one row of logits (1, V) in one CPU op (ffi/sampler_cpu.cpp). `params`
+// holds 16 doubles: temperature, top_k, top_p, min_p, typical_p, repetition, frequency and
+// presence penalties, penalty_last_n, dynatemp range and exponent, mirostat (0 or 2), its tau
+// and eta, the draw's uniform u, and 1 to output the probabilities. Writes out4: the id (1,)
+// int32, then the new mu, the new penalty window and the probabilities, each NULL when off.
+int sm_sample(sm_array* out4, sm_array logits, sm_array mask, sm_array bias_ids, sm_array bias_values, sm_array history, sm_array mu, const double* params) {
+  SM_TRY({
+    const auto f = [&](int i) { return static_cast<float>(params[i]); };
+    const auto n = [&](int i) { return static_cast<int>(std::min(params[i], 2147483647.0)); };
+    // In SampleParams' order.
+    const semantic::SampleParams p{f(0), n(1), f(2), f(3), f(4), f(5), f(6), f(7), n(8), f(9), f(10), n(11), f(12), f(13), params[14], params[15] != 0};
+    auto r = semantic::sample(*logits, opt(mask), opt(bias_ids), opt(bias_values), opt(history), opt(mu), p);
+    size_t i = 0;
+    out4[0] = wrap(r[i++]);
+    out4[1] = p.mirostat == 2 ? wrap(r[i++]) : nullptr;
+    out4[2] = p.penalty_last_n > 0 ? wrap(r[i++]) : nullptr;
+    out4[3] = p.probabilities ? wrap(r[i++]) : nullptr;
   })
 }
 

@@ -99,6 +99,8 @@ export const symbols = {
   sm_quantize: { args: [ptr, ptr, i32, i32], returns: i32 }, // int (sm_array out[3], w, int group_size, int bits)
   sm_dequantize: { args: [ptr, ptr, ptr, ptr, i32, i32, i32], returns: i32 }, // int (out, w, scales, biases|NULL, int group_size, int bits, int dtype|-1)
 
+  sm_sample: { args: [ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr], returns: i32 }, // int (sm_array out4[4], logits, mask|NULL, bias_ids|NULL, bias_values|NULL, history|NULL, mu|NULL, const double params[16])
+
   sm_random_key: { args: [ptr, u64], returns: i32 }, // int (out, uint64_t seed)
   sm_random_split: { args: [ptr, ptr, i32], returns: i32 }, // int (out, key, int num)
   sm_random_categorical: { args: [ptr, ptr, i32, ptr], returns: i32 }, // int (out, logits, int axis, key|NULL)

@@ -2,7 +2,7 @@
 // the sampler chain per token by configuration (every stage on is the target, < 1 ms), and the
 // structured-output constraint per token (mask lookup or computation, its application, accept).
 import * as mx from "../../shared/mlx/index.ts";
-import { SamplerChain, type SamplingOptions } from "../../shared/engine/sampling/index.ts";
+import { SamplerChain, type SamplingOptions, type TokenConstraint } from "../../shared/engine/sampling/index.ts";
 import { createJsonConstraint, type JsonFormat, TokenVocabulary } from "../../shared/engine/structured/index.ts";
 import { defaultModelPath } from "../../shared/paths.ts";
 import { loadTokenizer } from "../../shared/tokenizer/load-tokenizer.ts";
@@ -32,16 +32,17 @@ const CONFIGS: [string, SamplingOptions][] = [
   ["greedy (temperature 0)", { temperature: 0 }],
   ["temperature only: a draw over the whole vocabulary", { temperature: 0.8, seed: 1 }],
   ["**every stage on**: bias, penalties (64), top-k 40, top-p, min-p, typical-p, dynamic temperature, draw", EVERY],
-  ["every stage on but top-k: top-p and typical-p sort the vocabulary", { ...EVERY, top_k: 0 }],
+  ["every stage on but top-k: top-p and typical-p over the whole vocabulary", { ...EVERY, top_k: 0 }],
   ["bias, penalties, mirostat v2 (over the whole vocabulary)", { ...EVERY, mirostat: 2 }],
   ["bias, penalties, top-k 40, temperature", { ...EVERY, top_p: 1, min_p: 0, typical_p: 1, dynatemp_range: 0 }],
 ];
 
-/** p50 of sample + evaluation + reading the id, and of building the graph alone (ms), best of rounds. */
-function chainCost(options: SamplingOptions): { total: number; build: number } {
+/** p50 of sample + evaluation + reading the id, and of building the graph alone (ms), best of rounds; `mask` as a constraint's. */
+function chainCost(options: SamplingOptions, mask: mx.MxArray | null = null): { total: number; build: number } {
   let best = { total: Infinity, build: Infinity };
   for (let r = 0; r < ROUNDS; r++) {
-    const chain = new SamplerChain(options, V, { history: prompt });
+    const constraint: TokenConstraint | null = mask && { allowed: () => mask, accept: () => {}, done: false, free: () => {} };
+    const chain = new SamplerChain(options, V, { history: prompt, constraint });
     const totals: number[] = [];
     const builds: number[] = [];
     for (let i = 0; i < ITERS + 10; i++) {
@@ -105,25 +106,11 @@ const cold = replay(false); // every state's mask computed once
 const warm = replay(false); // same schemas again: masks from the cache
 const budget = replay(true); // the limit right after the value: budget checks on every token
 
-// The mask applied in the chain: where(mask, logits, -inf) over the vocabulary on MLX.
-function whereCost(): number {
-  const c = createJsonConstraint(tokenizer, V, OUTPUTS[2][0]);
-  const mask = c.allowed(V);
-  let best = Infinity;
-  for (let r = 0; r < ROUNDS; r++) {
-    const times: number[] = [];
-    for (let i = 0; i < ITERS; i++) {
-      const t = performance.now();
-      mx.tidy(() => mx.evaluate(mx.where(mask, logits, -Infinity)));
-      times.push(performance.now() - t);
-    }
-    best = Math.min(best, pct(times, 50));
-  }
-  c.free();
-  return best;
-}
-const applied = whereCost();
-process.stderr.write(`structured: cold ${ms(cold.perToken)} warm ${ms(warm.perToken)} budget ${ms(budget.perToken)} where ${ms(applied)}\n`);
+// The mask applied in the chain (inside its one op): every stage on with a JSON state's mask.
+const json = createJsonConstraint(tokenizer, V, OUTPUTS[2][0]);
+const masked = chainCost(EVERY, json.allowed(V)).total;
+json.free();
+process.stderr.write(`structured: cold ${ms(cold.perToken)} warm ${ms(warm.perToken)} budget ${ms(budget.perToken)} masked chain ${ms(masked)}\n`);
 
 const body = `## Sampling (\`bun run bench:sampling\`)
 
@@ -134,22 +121,24 @@ already evaluated, so only the chain is timed: \`sample()\` + evaluation + readi
 | --- | --- | --- |
 ${chainRows.join("\n")}
 
-Target: < 1 ms per token with every stage on. Top-k compacts the row to 40 candidates, so the
-stages after it cost MLX's fixed per-op overhead (~10-25 µs per op on this CPU), not the vocabulary;
-without top-k, top-p and typical-p sort all 49,152 logits and mirostat / a plain draw exponentiate
-them, which this CPU backend does slowly.
+Target: < 1 ms per token with every stage on. The whole chain is one CPU op
+(\`ffi/sampler_cpu.cpp\`): the row is copied, masked, biased and penalized once, top-k is one pass
+against a k-heap and the later stages work on its k candidates; without top-k, top-p and typical-p
+bucket the vocabulary by key and sort only the bucket their cut falls in; the draw is an inverse
+CDF at a host-made uniform. Most of what remains is MLX's evaluation round trip to its CPU stream.
 
 | structured output (3 outputs, ${cold.tokens} tokens) | per token | worst token |
 | --- | --- | --- |
 | first request of a schema: masks computed (vocabulary walk) | ${ms(cold.perToken)} ms | ${ms(cold.worst)} ms |
 | later requests: masks from the cache | ${ms(warm.perToken)} ms | ${ms(warm.worst)} ms |
 | with \`max_tokens\` right after the value: budget checks on every token | ${ms(budget.perToken)} ms | ${ms(budget.worst)} ms |
-| the mask applied in the chain: \`where(mask, logits, -inf)\` on MLX | ${ms(applied)} ms | |
+| the chain with every stage on and a JSON state's mask (applied inside its one op) | ${ms(masked)} ms | |
 
 The first three rows time the host side per token: the mask of the recognizer's state (computed
 by one walk over the byte-sorted vocabulary, then cached on MLX by the state's key) and
 \`accept(id)\` stepping the token's bytes; the budget checks step every allowed token that is not
-plain string text. The structured overhead per token is the host part plus the \`where\`. The
+plain string text. The structured overhead per token is the host part plus the mask's share of
+the chain (the last row against the chain's "every stage on" row). The
 token index (bytes, byte-sorted list, plain-text set) is built once per tokenizer: ${vocabMs.toFixed(0)} ms.
 
 Load average while measuring: ${loadBefore} before, ${loadavg()[0].toFixed(1)} after (2 cores): above ~0.5 these are upper bounds.`;

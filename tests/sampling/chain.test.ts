@@ -1,11 +1,12 @@
-// The SamplerChain: per-request state carried on MLX (key, penalty window, mirostat's mu),
-// reproducible draws, the greedy path, option checks, a constraint's mask, and no leaked handles.
+// The SamplerChain: per-request state (draw count, and on MLX the penalty window and mirostat's
+// mu), reproducible draws, the greedy path, option checks, a constraint's mask, no leaked handles.
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import * as mx from "../../shared/mlx/index.ts";
 import { Value } from "@sinclair/typebox/value";
 import {
   resolveSampling, SamplerChain, SamplingFields, type SamplingOptions, type TokenConstraint, unsupportedSamplingFields,
 } from "../../shared/engine/sampling/index.ts";
+import { drawUniform } from "../../shared/engine/sampling/chain.ts";
 import * as ref from "./reference.ts";
 
 let baseline = 0;
@@ -91,6 +92,8 @@ describe("SamplerChain", () => {
       const id = mx.tidy(() => chain.sample(mx.array(logits, [1, V])).item());
       // top_k is replaced by mirostat: the truncation is over the whole vocabulary.
       const truncated = ref.mirostat(ref.candidates(logits.map((x) => Math.fround(x) / temperature)), mu);
+      const want = ref.inverseCdf(ref.drawOrder(truncated, false), drawUniform(chain.options.seed, t));
+      if (want.margin > 1e-4) expect(id).toBe(want.id);
       expect(truncated.map((c) => c.id)).toContain(id);
       const expected = ref.mirostatUpdate(truncated, id, mu, tau, eta);
       mu = chain.mu!;

@@ -1,6 +1,6 @@
 // The sampler stages written out in plain TypeScript, loop by loop as llama.cpp's
-// src/llama-sampling.cpp writes them, for the tests to compare the MLX stages against.
-// Tokens are kept in float64 here; the MLX side runs in float32.
+// src/llama-sampling.cpp writes them, for the tests to compare the fused CPU kernel
+// (ffi/sampler_cpu.cpp) against. Tokens are kept in float64 here; the kernel runs in float32.
 
 export type Candidate = { id: number; logit: number; p: number };
 
@@ -102,6 +102,24 @@ export function distribution(cur: Candidate[], n: number): number[] {
   const out = new Array(n).fill(0);
   for (const c of softmax(cur, false)) out[c.id] = c.p;
   return out;
+}
+
+/** The candidates in the order the draw walks them: most likely first after top-k, else by token id. */
+export function drawOrder(cur: Candidate[], afterTopK: boolean): Candidate[] {
+  return [...cur].sort(afterTopK ? (a, b) => b.logit - a.logit || a.id - b.id : (a, b) => a.id - b.id);
+}
+
+/** The inverse CDF at u over `cur` in its order (the first whose running probability exceeds u), and u's distance to the nearest step. */
+export function inverseCdf(cur: Candidate[], u: number): { id: number; margin: number } {
+  let cum = 0;
+  let id = -1;
+  let margin = Infinity;
+  for (const c of softmax(cur, false)) {
+    cum += c.p;
+    margin = Math.min(margin, Math.abs(cum - u));
+    if (id === -1 && cum > u) id = c.id;
+  }
+  return { id: id === -1 ? cur[cur.length - 1].id : id, margin };
 }
 
 export const ids = (cur: Candidate[]) => cur.map((c) => c.id).sort((a, b) => a - b);

@@ -1,6 +1,7 @@
-// A request's sampler: the stages of stages.ts in one fixed order, and the state they carry
-// from token to token (draw count, penalty window, mirostat's mu). The window and mu stay on MLX
-// and are updated lazily inside sample(), so an engine may queue step t+1 before reading token t.
+// A request's sampler: llama.cpp's sampler stages in one fixed order, and the state they carry
+// from token to token (draw count, penalty window, mirostat's mu). All of it runs as one CPU op
+// per token (ffi/sampler_cpu.cpp, through sampleRow); the window and mu stay on MLX as that op's
+// outputs, so an engine may queue step t+1 before reading token t.
 //
 // The order is fixed (llama.cpp's stages; its own default runs typical-p before top-p):
 //   [constraint mask] → logit bias → repetition / frequency / presence penalties
@@ -9,13 +10,11 @@
 // (which replaces top-k … dynamic temperature).
 // Temperature 0 is greedy: the argmax after the mask, bias and penalties (and typical-p, the
 // one truncation that can remove the most likely token).
-import {
-  array, astype, concatenate, Dtype, full, keep, type MxArray, randomKey, reshape, slice, takeAlongAxis, tidy, where,
-} from "../../mlx/index.ts";
+// The draw is the inverse CDF at a uniform u made on the host from (seed, draw number): the first
+// candidate whose running probability exceeds u, most likely first after top-k, in token order
+// without it.
+import { array, full, keep, type MxArray, type SampleParams, sampleRow } from "../../mlx/index.ts";
 import { type ResolvedSampling, resolveSampling, type SamplingOptions } from "./options.ts";
-import {
-  adjust, draw, dynamicTemperature, greedy, minP, mirostatTruncate, mirostatUpdate, type Penalties, temperature, topK, topP, typicalP,
-} from "./stages.ts";
 
 /** Restricts which tokens may come next (structured output). The chain owns and frees it. */
 export interface TokenConstraint {
@@ -36,7 +35,7 @@ export type ChainOptions = {
 
 /**
  * Per-request sampling state. `sample(logits (1, V))` returns the chosen id (1,) int32 lazily
- * and advances the key, penalty window and mu on MLX; `accept(id)` must follow each sample
+ * and advances the draw count, penalty window and mu (on MLX); `accept(id)` must follow each sample
  * when a constraint is set (the next mask depends on the token), and is harmless otherwise.
  * @example
  * const chain = new SamplerChain({ temperature: 0.8, min_p: 0.05, seed: 1 }, V);
@@ -44,55 +43,37 @@ export type ChainOptions = {
  */
 export class SamplerChain {
   readonly options: ResolvedSampling;
-  /** Draws so far: draw t uses the PRNG key of (seed, t). */
+  /** Draws so far: draw t uses the uniform of (seed, t). */
   #draws = 0;
   #history: MxArray | null = null;
   #mu: MxArray | null = null;
   #bias: { ids: MxArray; values: MxArray } | null = null;
   #constraint: TokenConstraint | null;
-  readonly #penalties: Penalties | undefined;
+  readonly #params: SampleParams;
 
   constructor(options: SamplingOptions, readonly vocabSize: number, opts: ChainOptions = {}) {
     const o = (this.options = resolveSampling(options, vocabSize));
     this.#constraint = opts.constraint ?? null;
     const penalizes = o.penaltyLastN > 0 && (o.repetitionPenalty !== 1 || o.frequencyPenalty !== 0 || o.presencePenalty !== 0);
-    if (penalizes) this.#penalties = { repeat: o.repetitionPenalty, frequency: o.frequencyPenalty, presence: o.presencePenalty };
+    this.#params = { ...o, penaltyLastN: penalizes ? o.penaltyLastN : 0, u: 0 };
     if (o.mirostat === 2) this.#mu = keep(full([1, 1], 2 * o.mirostatTau));
     if (o.logitBias.ids.length) {
       const n = o.logitBias.ids.length;
       this.#bias = { ids: keep(array(o.logitBias.ids, [n])), values: keep(array(o.logitBias.values, [n])) };
     }
-    const recent = this.#penalties ? (opts.history ?? []).slice(-o.penaltyLastN) : [];
+    const recent = penalizes ? (opts.history ?? []).slice(-o.penaltyLastN) : [];
     if (recent.length) this.#history = keep(array(Int32Array.from(recent), [recent.length]));
   }
 
   /** logits (1, V) → the chosen id (1,) int32, lazily. */
   sample(logits: MxArray): MxArray {
     if (logits.ndim !== 2 || logits.shape[0] !== 1) throw new RangeError(`SamplerChain.sample takes logits (1, V), got (${logits.shape})`);
-    const o = this.options;
-    const V = logits.shape[1];
-    return tidy(() => {
-      let x = logits.dtype === Dtype.float32 ? logits : astype(logits, Dtype.float32);
-      if (this.#constraint) x = where(this.#constraint.allowed(V), x, -Infinity);
-      x = adjust(x, { bias: this.#bias, history: this.#history, penalties: this.#penalties });
-      let columns: MxArray | null = null;
-      let picked: MxArray;
-      if (o.temperature <= 0) {
-        if (o.typicalP < 1 && o.mirostat === 0) ({ x, columns } = this.#truncate(x));
-        picked = greedy(x);
-      } else if (o.mirostat === 2) {
-        x = mirostatTruncate(temperature(x, o.temperature), this.#mu!);
-        picked = draw(x, this.#nextKey());
-        this.#mu = swap(this.#mu, mirostatUpdate(x, picked, this.#mu!, o.mirostatTau, o.mirostatEta));
-      } else {
-        ({ x, columns } = this.#truncate(x));
-        x = dynamicTemperature(x, o.temperature, o.dynatempRange, o.dynatempExponent);
-        picked = draw(x, this.#nextKey());
-      }
-      const id = astype(columns ? reshape(takeAlongAxis(columns, reshape(picked, [1, 1]), -1), [1]) : picked, Dtype.int32);
-      if (this.#penalties) this.#remember(id);
-      return id;
-    });
+    const mask = this.#constraint?.allowed(logits.shape[1]) ?? null;
+    const u = drawUniform(this.options.seed, this.#draws++);
+    const r = sampleRow(logits, { ...this.#params, u }, { mask, bias: this.#bias, history: this.#history, mu: this.#mu });
+    if (r.mu) this.#mu = swap(this.#mu, r.mu);
+    if (r.window) this.#history = swap(this.#history, r.window);
+    return r.id;
   }
 
   /** Feeds the chosen token to the constraint (if any). Call once per sampled token, in order. */
@@ -120,34 +101,15 @@ export class SamplerChain {
   [Symbol.dispose](): void {
     this.free();
   }
-
-  // top-k (compacting to k columns) → top-p → min-p → typical-p.
-  #truncate(x: MxArray): { x: MxArray; columns: MxArray | null } {
-    const o = this.options;
-    let columns: MxArray | null = null;
-    if (o.topK > 0 && o.topK < x.shape[1]) ({ logits: x, indices: columns } = topK(x, o.topK));
-    x = topP(x, o.topP, columns !== null);
-    x = minP(x, o.minP);
-    x = typicalP(x, o.typicalP);
-    return { x, columns };
-  }
-
-  // Each draw's key is made on the host from (seed, draw number), like JAX's fold_in: no MLX
-  // op and no chain of keys, and draw t is the same whatever was batched with it.
-  #nextKey(): MxArray {
-    return randomKey(mix(this.options.seed, this.#draws++));
-  }
-
-  // The penalty window slides by the new id, still on MLX.
-  #remember(id: MxArray): void {
-    const h = this.#history;
-    const n = h ? h.shape[0] : 0;
-    const tail = h && n >= this.options.penaltyLastN ? slice(h, [n - this.options.penaltyLastN + 1], [n]) : h;
-    this.#history = swap(this.#history, tail ? concatenate([tail, id], 0) : reshape(id, [1]));
-  }
 }
 
-// splitmix64's finalizer over seed and counter: distinct (seed, t) give unrelated keys.
+/** Draw t's uniform in [0, 1): the top 53 bits of mix(seed, t). */
+export function drawUniform(seed: bigint, t: number): number {
+  return Number(mix(seed, t) >> 11n) / 2 ** 53;
+}
+
+// splitmix64's finalizer over seed and counter: distinct (seed, t) give unrelated values, and
+// draw t is the same whatever was batched with it.
 function mix(seed: bigint, t: number): bigint {
   let z = BigInt.asUintN(64, seed + BigInt(t + 1) * 0x9e3779b97f4a7c15n);
   z = BigInt.asUintN(64, (z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n);
@@ -155,8 +117,8 @@ function mix(seed: bigint, t: number): bigint {
   return z ^ (z >> 31n);
 }
 
-// State moves to its next value: the new array outlives the scope, the old one is released
-// (a graph built on it keeps what it needs).
+// State moves to its next value: the new array outlives the caller's scope, the old one is
+// released (a graph built on it keeps what it needs).
 function swap(old: MxArray | null, next: MxArray): MxArray {
   keep(next);
   old?.free();

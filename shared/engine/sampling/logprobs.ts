@@ -2,7 +2,6 @@
 // top_logprobs): the raw model's log-probabilities, before any sampler stage. Computed on MLX;
 // only the chosen token's value and the k best cross to JavaScript.
 import { argpartition, astype, Dtype, expandDims, logsumexp, type MxArray, negative, slice, squeeze, subtract, takeAlongAxis } from "../../mlx/index.ts";
-import { logProbs } from "./stages.ts";
 
 /** The most alternatives a request may ask for (OpenAI's top_logprobs bound). */
 export const MAX_TOP_LOGPROBS = 20;
@@ -20,7 +19,8 @@ export function logprobOf(logits: MxArray, ids: MxArray): MxArray {
  */
 export function topLogprobs(logits: MxArray, k: number): { ids: MxArray; logprobs: MxArray } {
   const V = logits.shape[logits.ndim - 1];
-  const lp = logProbs(astype(logits, Dtype.float32));
+  const x = astype(logits, Dtype.float32);
+  const lp = subtract(x, logsumexp(x, -1, true));
   const B = lp.shape[0];
   const ids = astype(k >= V ? argpartition(negative(lp), V - 1, -1) : slice(argpartition(negative(lp), k - 1, -1), [0, 0], [B, k]), Dtype.int32);
   return { ids, logprobs: takeAlongAxis(lp, ids, -1) };

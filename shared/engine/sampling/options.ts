@@ -1,5 +1,6 @@
 // The sampling parameters a request may set, named as llama.cpp's server and vLLM name their
 // request fields, and their neutral values (every stage off, plain sampling at temperature 1).
+import type { SampleParams } from "../../mlx/index.ts";
 
 export type SamplingOptions = {
   /** 0 means greedy (argmax after bias and penalties). */
@@ -35,28 +36,14 @@ export type SamplingOptions = {
   seed?: number;
 };
 
-/** Every option with its value decided; see `resolveSampling`. */
-export type ResolvedSampling = {
-  temperature: number;
-  topK: number;
-  topP: number;
-  minP: number;
-  typicalP: number;
-  repetitionPenalty: number;
-  frequencyPenalty: number;
-  presencePenalty: number;
-  penaltyLastN: number;
+/** Every option with its value decided (the fused kernel's parameters but its uniform, then the bias and seed); see `resolveSampling`. */
+export type ResolvedSampling = Omit<SampleParams, "u"> & {
   /** Token ids and their biases, in the same order. */
   logitBias: { ids: Int32Array; values: Float32Array };
-  dynatempRange: number;
-  dynatempExponent: number;
-  mirostat: 0 | 2;
-  mirostatTau: number;
-  mirostatEta: number;
   seed: bigint;
 };
 
-/** The most recent tokens the penalties can look at (the n x n count is O(n^2) on MLX). */
+/** The most recent tokens the penalties can look at (the window is kept on MLX and sorted to count, every token). */
 export const MAX_PENALTY_LAST_N = 1024;
 
 /** The values used when a field is absent: each stage off, temperature 1, llama.cpp's defaults otherwise. */
