@@ -33,8 +33,16 @@ constexpr int TK = 64;  // keys per tile
 constexpr int ROWS_PER_ITEM = 64;  // query rows sharing one transposed tile
 constexpr float NEG_INF = -std::numeric_limits<float>::infinity();
 
+// The keys and values as segments along the sequence (a request's cache blocks, then its own
+// tail): segment i holds positions start[i] .. start[i + 1] - 1.
+struct Segments {
+  std::vector<View> k, v;
+  std::vector<int> start;
+};
+
 struct Problem {
-  View q, k, v;
+  View q;
+  Segments kv;
   const bool* mask;  // (B, Hq, L, S) through strides m0..m3 (broadcast dimensions have 0), or null
   int64_t m0, m1, m2, m3;
   float* out;  // (B, Hq, L, D), row-contiguous
@@ -147,8 +155,8 @@ void run_item(const Problem& p, int item) {
     for (int d = 0; d < D; d += W) storev(row.q + d, vf{}), storev(row.o + d, vf{});
     row.m = NEG_INF, row.l = 0, row.mask = nullptr, row.lo = p.S, row.hi = -1;
   }
-  const float* K = p.k.p + b * p.k.s0 + kvh * p.k.s1;
-  const float* V = p.v.p + b * p.v.s0 + kvh * p.v.s1;
+  const float* krow[TK];
+  const float* vrow[TK];
   alignas(64) float kt[D * TK];
   alignas(64) float s[RB][TK];
   float alpha[RB];
@@ -156,11 +164,19 @@ void run_item(const Problem& p, int item) {
   // on, the tile is transposed once and the group's scores come out of registers. Either way a
   // score sums over d in the same order.
   const bool transpose = n > FEW_ROWS;
+  size_t seg = 0;
   for (int j0 = lo >= 0 ? lo / TK * TK : 0; j0 <= hi; j0 += TK) {
     const int nk = std::min(TK, p.S - j0);
+    for (int j = 0; j < nk; j++) {
+      while (j0 + j >= p.kv.start[seg + 1]) seg++;
+      const View &k = p.kv.k[seg], &v = p.kv.v[seg];
+      const int64_t at = j0 + j - p.kv.start[seg];
+      krow[j] = k.p + b * k.s0 + kvh * k.s1 + at * k.s2;
+      vrow[j] = v.p + b * v.s0 + kvh * v.s1 + at * v.s2;
+    }
     if (transpose) {
       for (int j = 0; j < nk; j++) {
-        const float* key = K + (j0 + j) * p.k.s2;
+        const float* key = krow[j];
         for (int d = 0; d < D; d++) kt[d * TK + j] = key[d];
       }
       for (int j = nk; j < TK; j++)
@@ -189,7 +205,7 @@ void run_item(const Problem& p, int item) {
           for (int g = 0; g < TK / W; g++) storev(s[r] + g * W, acc[r][g]);
       } else {
         for (int r = 0; r < nr; r++)
-          for (int j = 0; j < nk; j++) s[r][j] = dot<D>(group[r].q, K + (j0 + j) * p.k.s2);
+          for (int j = 0; j < nk; j++) s[r][j] = dot<D>(group[r].q, krow[j]);
       }
       for (int r = 0; r < RB; r++) softmax_tile(group[r], s[r], j0, nk, p, alpha[r]);
       // o = o * alpha + sum_j e_j V_j, CB vectors of columns at a time for every row of the group.
@@ -198,7 +214,7 @@ void run_item(const Problem& p, int item) {
         for (int r = 0; r < RB; r++)
           for (int c = 0; c < CB; c++) o[r][c] = loadv(group[r].o + (c0 + c) * W) * alpha[r];
         for (int j = 0; j <= last; j++) {
-          const float* val = V + (j0 + j) * p.v.s2 + c0 * W;
+          const float* val = vrow[j] + c0 * W;
           vf vv[CB];
           for (int c = 0; c < CB; c++) vv[c] = loadv(val + c * W);
           for (int r = 0; r < RB; r++) {
@@ -237,19 +253,27 @@ void run(const Problem& p, int D) {
   parallel_for(fn, const_cast<Problem*>(&p), items, 1);
 }
 
-// Inputs q, k, v and, with a mask, the mask broadcast to (B, Hq, L, S).
+// Inputs q, the key segments, the value segments and, with a mask, the mask broadcast to (B, Hq, L, S).
 class AttentionCpu : public mx::UnaryPrimitive {
  public:
-  AttentionCpu(mx::Stream stream, float scale, bool causal) : mx::UnaryPrimitive(stream), scale_(scale), causal_(causal) {}
+  AttentionCpu(mx::Stream stream, float scale, bool causal, int segments)
+      : mx::UnaryPrimitive(stream), scale_(scale), causal_(causal), segments_(segments) {}
 
   void eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) override {
-    dispatch(stream(), inputs, out, [scale = scale_, causal = causal_](std::vector<mx::array>& in, mx::array& out) {
-      std::vector<float> qs, ks, vs;
-      const mx::array &q = in[0], &k = in[1];
-      Problem p{view4(q, qs), view4(k, ks), view4(in[2], vs), nullptr, 0, 0, 0, 0, out.data<float>(),
-                q.shape(0), q.shape(1), k.shape(1), q.shape(2), k.shape(2), causal, scale, 0};
-      if (in.size() == 4) {
-        const auto& m = in[3];
+    dispatch(stream(), inputs, out, [scale = scale_, causal = causal_, n = segments_](std::vector<mx::array>& in, mx::array& out) {
+      const mx::array& q = in[0];
+      // Views of strided segments may copy into these; one buffer each, never resized after.
+      std::vector<std::vector<float>> scratch(2 * n + 1);
+      Problem p{view4(q, scratch[0]), {}, nullptr, 0, 0, 0, 0, out.data<float>(),
+                q.shape(0), q.shape(1), in[1].shape(1), q.shape(2), 0, causal, scale, 0};
+      p.kv.start.push_back(0);
+      for (int i = 0; i < n; i++) {
+        p.kv.k.push_back(view4(in[1 + i], scratch[1 + i]));
+        p.kv.v.push_back(view4(in[1 + n + i], scratch[1 + n + i]));
+        p.kv.start.push_back(p.S += in[1 + i].shape(2));
+      }
+      if (in.size() == static_cast<size_t>(2 * n + 2)) {
+        const auto& m = in.back();
         p.mask = m.data<bool>();
         p.m0 = m.strides()[0], p.m1 = m.strides()[1], p.m2 = m.strides()[2], p.m3 = m.strides()[3];
       }
@@ -266,7 +290,7 @@ class AttentionCpu : public mx::UnaryPrimitive {
 
   bool is_equivalent(const mx::Primitive& other) const override {
     auto& o = static_cast<const AttentionCpu&>(other);
-    return scale_ == o.scale_ && causal_ == o.causal_;
+    return scale_ == o.scale_ && causal_ == o.causal_ && segments_ == o.segments_;
   }
 
   std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override { return {inputs[0].shape()}; }
@@ -274,29 +298,47 @@ class AttentionCpu : public mx::UnaryPrimitive {
  private:
   float scale_;
   bool causal_;
+  int segments_;
 };
 
-bool takes(const mx::Stream& s, const mx::array& q, const mx::array& k, const mx::array& v, const std::string& mode, const std::optional<mx::array>& mask) {
+bool takes(const mx::Stream& s, const mx::array& q, const std::vector<mx::array>& ks, const std::vector<mx::array>& vs, const std::string& mode, const std::optional<mx::array>& mask) {
   if (s.device.type != mx::Device::cpu) return false;
   if (mode != "" && mode != "causal") return false;
   if (mask && (mode == "causal" || mask->dtype() != mx::bool_ || mask->ndim() > 4)) return false;
-  for (auto* a : {&q, &k, &v})
-    if (a->dtype() != mx::float32 || a->ndim() != 4) return false;
+  if (q.dtype() != mx::float32 || q.ndim() != 4 || q.shape(2) == 0) return false;
   const int D = q.shape(3);
   if (D != 64 && D != 128 && D != 256) return false;
-  if (k.shape() != v.shape() || k.shape(3) != D || k.shape(0) != q.shape(0)) return false;
-  return k.shape(1) > 0 && q.shape(1) % k.shape(1) == 0 && q.shape(2) > 0 && k.shape(2) > 0;
+  if (ks.empty() || ks.size() != vs.size()) return false;
+  const int Hkv = ks[0].shape(1);
+  if (Hkv == 0 || q.shape(1) % Hkv != 0) return false;
+  int S = 0;
+  for (size_t i = 0; i < ks.size(); i++) {
+    const mx::array &k = ks[i], &v = vs[i];
+    if (k.dtype() != mx::float32 || v.dtype() != mx::float32 || k.ndim() != 4 || k.shape() != v.shape()) return false;
+    if (k.shape(0) != q.shape(0) || k.shape(1) != Hkv || k.shape(3) != D) return false;
+    S += k.shape(2);
+  }
+  return S > 0;
 }
 
 }  // namespace
 
-mx::array attention(const mx::array& q, const mx::array& k, const mx::array& v, float scale, const std::string& mask_mode, const std::optional<mx::array>& mask) {
+mx::array attention(const mx::array& q, const std::vector<mx::array>& ks, const std::vector<mx::array>& vs, float scale, const std::string& mask_mode, const std::optional<mx::array>& mask) {
   auto s = mx::default_stream(mx::default_device());
-  // Anything else keeps MLX's op, which also gives MLX's own errors for inconsistent inputs.
-  if (!takes(s, q, k, v, mask_mode, mask)) return mx::fast::scaled_dot_product_attention(q, k, v, scale, mask_mode, mask);
-  std::vector<mx::array> inputs{q, k, v};
-  if (mask) inputs.push_back(mx::broadcast_to(*mask, {q.shape(0), q.shape(1), q.shape(2), k.shape(2)}));
-  return mx::array(q.shape(), mx::float32, std::make_shared<AttentionCpu>(s, scale, mask_mode == "causal"), std::move(inputs));
+  // Anything else keeps MLX's op over the joined segments, which also gives MLX's own errors
+  // for inconsistent inputs.
+  if (!takes(s, q, ks, vs, mask_mode, mask)) {
+    auto join = [](const std::vector<mx::array>& xs) { return xs.size() == 1 ? xs[0] : mx::concatenate(xs, 2); };
+    return mx::fast::scaled_dot_product_attention(q, join(ks), join(vs), scale, mask_mode, mask);
+  }
+  int S = 0;
+  for (auto& k : ks) S += k.shape(2);
+  std::vector<mx::array> inputs{q};
+  inputs.insert(inputs.end(), ks.begin(), ks.end());
+  inputs.insert(inputs.end(), vs.begin(), vs.end());
+  if (mask) inputs.push_back(mx::broadcast_to(*mask, {q.shape(0), q.shape(1), q.shape(2), S}));
+  auto primitive = std::make_shared<AttentionCpu>(s, scale, mask_mode == "causal", static_cast<int>(ks.size()));
+  return mx::array(q.shape(), mx::float32, std::move(primitive), std::move(inputs));
 }
 
 }  // namespace semantic

@@ -167,6 +167,9 @@ int sm_array_scalar(sm_array* out, double value, int dtype) {
   SM_TRY(*out = wrap(mx::astype(mx::array(value, mx::float64), to_dtype(dtype))))
 }
 
+// A second handle on the same array (no op, no copy): for an owner that may free its own first.
+int sm_array_share(sm_array* out, sm_array a) { SM_TRY(*out = wrap(*a)) }
+
 void sm_array_free(sm_array a) {
   delete a;
 }
@@ -374,8 +377,9 @@ int sm_rope_offsets(sm_array* out, sm_array x, int dims, int traditional, float 
 }
 // mask_mode: "" (none or explicit mask array) or "causal". On the CPU, the project's kernel
 // (ffi/attention_cpu.cpp); elsewhere, and for inputs that kernel does not take, MLX's.
-int sm_sdpa(sm_array* out, sm_array q, sm_array k, sm_array v, float scale, const char* mask_mode, sm_array mask) {
-  SM_TRY(*out = wrap(semantic::attention(*q, *k, *v, scale, std::string(mask_mode), opt(mask))))
+// Keys and values as n segments along the sequence (ffi/attention_cpu.h), e.g. cache blocks.
+int sm_sdpa(sm_array* out, sm_array q, const sm_array* ks, const sm_array* vs, int n, float scale, const char* mask_mode, sm_array mask) {
+  SM_TRY(*out = wrap(semantic::attention(*q, to_arrays(ks, n), to_arrays(vs, n), scale, std::string(mask_mode), opt(mask))))
 }
 // MLX's own attention, whatever the device: the reference the CPU kernel is tested and measured against.
 int sm_sdpa_mlx(sm_array* out, sm_array q, sm_array k, sm_array v, float scale, const char* mask_mode, sm_array mask) {

@@ -29,6 +29,7 @@ export const symbols = {
 
   sm_array_from_data: { args: [ptr, ptr, ptr, i32, i32], returns: i32 }, // int (out, const void* data, const int32_t* shape, int ndim, int dtype)
   sm_array_scalar: { args: [ptr, f64, i32], returns: i32 }, // int (out, double value, int dtype)
+  sm_array_share: { args: [ptr, ptr], returns: i32 }, // int (out, a): a second handle on the same array
   sm_array_free: { args: [ptr], returns: none }, // void (sm_array)
   sm_array_ndim: { args: [ptr, ptr], returns: i32 }, // int (int* out, a)
   sm_array_shape: { args: [ptr, ptr], returns: i32 }, // int (int32_t* out, a)
@@ -88,7 +89,7 @@ export const symbols = {
   sm_layer_norm: { args: [ptr, ptr, ptr, ptr, f32], returns: i32 }, // int (out, x, weight|NULL, bias|NULL, float eps)
   sm_rope: { args: [ptr, ptr, i32, i32, f32, f32, i32, ptr], returns: i32 }, // int (out, x, int dims, int traditional, float base, float scale, int offset, freqs|NULL)
   sm_rope_offsets: { args: [ptr, ptr, i32, i32, f32, f32, ptr, ptr], returns: i32 }, // int (out, x, dims, traditional, base, scale, sm_array offsets, freqs|NULL)
-  sm_sdpa: { args: [ptr, ptr, ptr, ptr, f32, ptr, ptr], returns: i32 }, // int (out, q, k, v, float scale, const char* mask_mode, mask|NULL)
+  sm_sdpa: { args: [ptr, ptr, ptr, ptr, i32, f32, ptr, ptr], returns: i32 }, // int (out, q, const sm_array* ks, const sm_array* vs, int n, float scale, const char* mask_mode, mask|NULL)
   sm_sdpa_mlx: { args: [ptr, ptr, ptr, ptr, f32, ptr, ptr], returns: i32 }, // int (out, q, k, v, float scale, const char* mask_mode, mask|NULL): MLX's own kernel, for tests and benchmarks
 
   sm_quantized_matmul: { args: [ptr, ptr, ptr, ptr, ptr, i32, i32, i32], returns: i32 }, // int (out, x, w, scales, biases|NULL, int transpose, int group_size, int bits)

@@ -4,7 +4,7 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import { mkdir, open, rename, rm, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { concatenate, contiguous, dispose, evaluate, keep, type MxArray, slice, tidy, zeros } from "../mlx/index.ts";
+import { contiguous, dispose, evaluate, keep, type MxArray, share, slice, tidy, zeros } from "../mlx/index.ts";
 import type { ModelCacheSpec } from "../models/model.ts";
 import { BlockFileError, readBlockFile, writeBlockFile } from "./block-file.ts";
 import { blockKey, chainKeys, nameOf } from "./block-key.ts";
@@ -24,6 +24,8 @@ export type PoolOptions = {
 
 /** Per layer [K, V], each (1, n_kv_heads, n, head_dim); null for a sliding layer's dropped part. */
 export type LayerKV = [MxArray, MxArray];
+/** One layer's cached K and V as segments along the sequence (see BlockPool.segments). */
+export type LayerSegments = { keys: MxArray[]; values: MxArray[] };
 
 type Block = {
   key: string;
@@ -344,43 +346,34 @@ export class BlockPool {
   }
 
   /**
-   * Per-layer K and V for the first `m.cachedTokens` tokens, built from the prepared match into
-   * buffers of `capacity` columns, (1, H, capacity, D) each: the columns past the prefix are
-   * zeros, room for the tokens the caller appends next without another copy. Sliding layers get
-   * zeros where their dropped blocks were (never attended).
+   * Per-layer K and V for the first `m.cachedTokens` tokens as segments along the sequence, one
+   * per block (and the agent's tail), (1, H, tokens, D) each: the blocks themselves, not copies,
+   * which attention reads in place. The caller owns the views; a block evicted meanwhile keeps
+   * its data until they are freed. Sliding layers get zeros where their dropped blocks were
+   * (never attended).
    */
-  gather(m: Match, capacity = m.cachedTokens): LayerKV[] {
+  segments(m: Match): LayerSegments[] {
     const n = m.cachedTokens;
-    const spare = Math.max(0, capacity - n);
     const T = this.blockTokens;
     const { nKvHeads: H, headDim: D, kvDtype } = this.#o.spec;
     return tidy(() =>
       this.#o.spec.layers.map((_, li) => {
-        const ks: MxArray[] = [];
-        const vs: MxArray[] = [];
+        const keys: MxArray[] = [];
+        const values: MxArray[] = [];
+        const view = (a: MxArray, take: number) => (take === T ? share(a) : slice(a, [0, 0, 0, 0], [1, H, take, D]));
         for (let i = 0; i < m.blocks.length && i * T < n; i++) {
           const take = Math.min(T, n - i * T);
           const layer = m.blocks[i].layers?.[li];
-          if (!layer) {
-            const z = zeros([1, H, take, D], kvDtype);
-            ks.push(z);
-            vs.push(z);
-            continue;
-          }
-          ks.push(take === T ? layer[0] : slice(layer[0], [0, 0, 0, 0], [1, H, take, D]));
-          vs.push(take === T ? layer[1] : slice(layer[1], [0, 0, 0, 0], [1, H, take, D]));
+          const z = layer ? null : zeros([1, H, take, D], kvDtype);
+          keys.push(layer ? view(layer[0], take) : z!);
+          values.push(layer ? view(layer[1], take) : z!);
         }
         const tail = m.tailTokens && m.agent?.tail.layers?.[li];
         if (tail) {
-          ks.push(slice(tail[0], [0, 0, 0, 0], [1, H, m.tailTokens, D]));
-          vs.push(slice(tail[1], [0, 0, 0, 0], [1, H, m.tailTokens, D]));
+          keys.push(view(tail[0], m.tailTokens));
+          values.push(view(tail[1], m.tailTokens));
         }
-        if (spare) {
-          const z = zeros([1, H, spare, D], kvDtype);
-          ks.push(z);
-          vs.push(z);
-        }
-        return [ks.length === 1 ? contiguous(ks[0]) : concatenate(ks, 2), vs.length === 1 ? contiguous(vs[0]) : concatenate(vs, 2)] as LayerKV;
+        return { keys, values };
       }),
     );
   }

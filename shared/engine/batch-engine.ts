@@ -98,6 +98,8 @@ export class BatchEngine implements Engine {
   readonly #leasing = new Set<Sequence>();
   readonly #preparing = new Set<Sequence>();
   #prefilling: Sequence[] = [];
+  /** Prefilled, first token sent: they join the decode batch at the start of the next step. */
+  #joining: Sequence[] = [];
   /** Rows of the decode batch, in order. */
   #decoding: Sequence[] = [];
   readonly #batch: BatchKVCache[];
@@ -131,7 +133,7 @@ export class BatchEngine implements Engine {
     this.#bytesPerToken = spec.nLayers * 2 * spec.nKvHeads * spec.headDim * itemSize(spec.kvDtype);
   }
 
-  /** Steps run so far (each: prefill chunks within the token budget, then one batched decode). */
+  /** Steps run so far (each: joins to the batch, one batched decode, then prefill chunks within the token budget). */
   get steps(): number {
     return this.#steps;
   }
@@ -139,7 +141,7 @@ export class BatchEngine implements Engine {
   load(): { queued: number; running: number } {
     return {
       queued: this.#leasing.size + this.#queue.size,
-      running: this.#preparing.size + this.#prefilling.length + this.#decoding.length,
+      running: this.#preparing.size + this.#prefilling.length + this.#joining.length + this.#decoding.length,
     };
   }
 
@@ -240,7 +242,7 @@ export class BatchEngine implements Engine {
     for (;;) {
       this.#reap();
       this.#admit();
-      if (!this.#prefilling.length && !this.#decoding.length) {
+      if (!this.#prefilling.length && !this.#joining.length && !this.#decoding.length) {
         // Nothing to compute: the loop restarts when a request arrives or a prepare completes.
         this.#looping = false;
         return;
@@ -251,7 +253,7 @@ export class BatchEngine implements Engine {
         // A bug, not a request's fault: end what is running rather than the process.
         console.error("batch engine step failed:", e);
         this.#failBatch(e);
-        for (const s of this.#prefilling.splice(0)) {
+        for (const s of [...this.#prefilling.splice(0), ...this.#joining.splice(0)]) {
           this.#close(s);
           s.fail(e);
         }
@@ -262,9 +264,11 @@ export class BatchEngine implements Engine {
   }
 
   #reap(): void {
-    for (const seq of this.#prefilling.filter((s) => s.cancelled)) {
-      this.#prefilling.splice(this.#prefilling.indexOf(seq), 1);
-      this.#finish(seq, "cancelled");
+    for (const list of [this.#prefilling, this.#joining]) {
+      for (const seq of list.filter((s) => s.cancelled)) {
+        list.splice(list.indexOf(seq), 1);
+        this.#finish(seq, "cancelled");
+      }
     }
     const rows = this.#decoding.flatMap((s, i) => (s.cancelled ? [i] : []));
     if (rows.length) this.#leave(rows, "cancelled");
@@ -289,7 +293,7 @@ export class BatchEngine implements Engine {
   #fits(seq: Sequence): boolean {
     const running = this.load().running;
     if (!running) return true;
-    const prefilling = [...this.#preparing, ...this.#prefilling].reduce((n, s) => n + s.req.promptIds.length, 0);
+    const prefilling = [...this.#preparing, ...this.#prefilling, ...this.#joining].reduce((n, s) => n + s.req.promptIds.length, 0);
     let bytes = this.#batch[0].rows ? this.#batch.reduce((n, c) => n + c.nbytes, 0) : 0;
     bytes += (prefilling + seq.req.promptIds.length) * this.#bytesPerToken;
     if (this.pool) {
@@ -314,9 +318,9 @@ export class BatchEngine implements Engine {
         const m = await pool.prepare(pool.match(tenant, promptIds, agentId ?? null));
         if (!m.cachedTokens) break;
         if (!usable(m)) continue; // evicted while other blocks loaded: match again
-        // Room for the whole prompt and the first token: its prefill and joining the batch copy nothing more.
-        const capacity = Math.ceil((promptIds.length + 1) / KVCache.step) * KVCache.step;
-        caches = pool.gather(m, capacity).map(([k, v]) => KVCache.fromPrefix(k, v, m.cachedTokens));
+        // The prefill reads the cached blocks in place; they are copied into one buffer only when
+        // the sequence joins the decode batch, after its first token.
+        caches = pool.segments(m).map((s) => KVCache.fromSegments(s.keys, s.values, m.cachedTokens));
         cached = m.cachedTokens;
       }
     } catch (e) {
@@ -355,6 +359,7 @@ export class BatchEngine implements Engine {
 
   #step(): void {
     const t0 = performance.now();
+    for (const seq of this.#joining.splice(0)) this.#join(seq);
     // Short prompts start together; a long one takes one chunk per step, so running streams
     // wait at most one step's token budget between two tokens.
     let budget = this.#o.tokenBudgetPerStep - this.#decoding.length;
@@ -404,7 +409,12 @@ export class BatchEngine implements Engine {
       return { request: seq.id, tokens: n };
     }
     if (seq.out.reason) this.#finish(seq, seq.out.reason);
-    else this.#join(seq, first);
+    else {
+      // The step ends here for this sequence, so its first token goes out before the copy of
+      // its cache into the batch (at the start of the next step).
+      seq.next = first;
+      this.#joining.push(seq);
+    }
     return { request: seq.id, tokens: n };
   }
 
@@ -425,10 +435,10 @@ export class BatchEngine implements Engine {
     if (e) seq.emit(e);
   }
 
-  // The first sequence of an empty batch hands its buffers over; later ones are copied in.
-  #join(seq: Sequence, next: number): void {
+  // The first sequence of an empty batch hands its buffers over (copied into one buffer first
+  // when its cache starts from pool blocks); later ones are copied in.
+  #join(seq: Sequence): void {
     const caches = seq.caches!;
-    seq.next = next;
     seq.state = "decoding";
     this.#decoding.push(seq);
     try {

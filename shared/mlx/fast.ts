@@ -1,7 +1,7 @@
 // MLX's fused kernels: normalization, rotary embeddings, attention.
 import type { MxArray } from "./array.ts";
 import { cstr, lib, out } from "./native.ts";
-import { made } from "./ops.ts";
+import { handles, made } from "./ops.ts";
 
 export function rmsNorm(x: MxArray, weight: MxArray | null, eps: number): MxArray {
   return made(lib().sm_rms_norm(out, x.handle, weight?.handle ?? null, eps));
@@ -37,12 +37,19 @@ const maskModes = { none: cstr(""), causal: cstr("causal") };
 
 /**
  * softmax(q k^T * scale + mask) v for q (B, Hq, L, D), k/v (B, Hkv, S, D), grouped-query heads
- * included. `mask` is "causal", an additive/boolean array, or null. On the CPU the project's
- * kernel (ffi/attention_cpu.cpp) computes it; elsewhere MLX's.
+ * included. k and v may be lists of segments along the sequence (B, Hkv, S_i, D), read in place
+ * (a request's cache blocks, then its tail). `mask` is "causal", an additive/boolean array, or
+ * null. On the CPU the project's kernel (ffi/attention_cpu.cpp) computes it; elsewhere MLX's.
  */
-export function scaledDotProductAttention(q: MxArray, k: MxArray, v: MxArray, scale: number, mask: "causal" | MxArray | null): MxArray {
-  return made(lib().sm_sdpa(out, q.handle, k.handle, v.handle, scale, ...maskArgs(mask)));
+export function scaledDotProductAttention(q: MxArray, k: KV, v: KV, scale: number, mask: "causal" | MxArray | null): MxArray {
+  const ks = Array.isArray(k) ? k : [k as MxArray];
+  const vs = Array.isArray(v) ? v : [v as MxArray];
+  if (ks.length !== vs.length) throw new RangeError(`attention over ${ks.length} key segments and ${vs.length} value segments`);
+  return made(lib().sm_sdpa(out, q.handle, handles(ks), handles(vs), ks.length, scale, ...maskArgs(mask)));
 }
+
+/** Keys or values: one array, or segments along the sequence axis. */
+export type KV = MxArray | readonly MxArray[];
 
 /** The same through MLX's own kernel on every device: a reference for tests and benchmarks. */
 export function mlxScaledDotProductAttention(q: MxArray, k: MxArray, v: MxArray, scale: number, mask: "causal" | MxArray | null): MxArray {

@@ -134,11 +134,11 @@ class Attention {
     const toHeadMajor = (t: MxArray) => transpose(t, [0, 2, 1, 3]); // (B, n, L, hd)
     let q = toHeadMajor(rmsNorm(heads(linear(x, this.#q, this.#qb), H), this.#qNorm, eps));
     let k = toHeadMajor(rmsNorm(heads(linear(x, this.#k, this.#kb), Hkv), this.#kNorm, eps));
-    let v = toHeadMajor(heads(linear(x, this.#v, this.#vb), Hkv));
+    const v = toHeadMajor(heads(linear(x, this.#v, this.#vb), Hkv));
     q = this.rope.apply(q, cache.ropeOffset, L);
     k = this.rope.apply(k, cache.ropeOffset, L);
-    [k, v] = cache.updateAndFetch(k, v);
-    const o = scaledDotProductAttention(q, k, v, this.#scale, mask); // (B, H, L, hd)
+    const [keys, values] = cache.updateAndFetch(k, v);
+    const o = scaledDotProductAttention(q, keys, values, this.#scale, mask); // (B, H, L, hd)
     return linear(reshape(transpose(o, [0, 2, 1, 3]), [B, L, H * hd]), this.#o, this.#ob);
   }
 }

@@ -65,11 +65,11 @@ class Attention {
     const heads = (t: MxArray, n: number) => transpose(reshape(t, [B, L, n, hd]), [0, 2, 1, 3]); // (B, n, L, hd)
     let q = heads(linear(x, this.#q, this.#qb), H);
     let k = heads(linear(x, this.#k, this.#kb), Hkv);
-    let v = heads(linear(x, this.#v, this.#vb), Hkv);
+    const v = heads(linear(x, this.#v, this.#vb), Hkv);
     q = this.rope.apply(q, cache.ropeOffset, L);
     k = this.rope.apply(k, cache.ropeOffset, L);
-    [k, v] = cache.updateAndFetch(k, v);
-    const o = scaledDotProductAttention(q, k, v, this.#scale, mask); // (B, H, L, hd)
+    const [keys, values] = cache.updateAndFetch(k, v);
+    const o = scaledDotProductAttention(q, keys, values, this.#scale, mask); // (B, H, L, hd)
     return linear(reshape(transpose(o, [0, 2, 1, 3]), [B, L, H * hd]), this.#o, this.#ob);
   }
 }

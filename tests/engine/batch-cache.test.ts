@@ -93,7 +93,7 @@ describe("BatchKVCache", () => {
       for (let b = 0; b < B; b++) {
         const row = (a: mx.MxArray) => mx.slice(a, [b, 0, 0, 0], [b + 1, a.shape[1], L, D]);
         const alone = mx.tidy(() => {
-          const kv = KVCache.fromPrefix(mx.contiguous(data[b][0]), mx.contiguous(data[b][1]));
+          const kv = KVCache.fromSegments([mx.contiguous(data[b][0])], [mx.contiguous(data[b][1])]);
           const mask = kv.makeMask(L, window);
           const [K, V] = kv.updateAndFetch(row(nk), row(nv));
           const o = mx.scaledDotProductAttention(row(q), K, V, D ** -0.5, mask);

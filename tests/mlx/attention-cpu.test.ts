@@ -59,6 +59,36 @@ describe("attention on the CPU (project kernel)", () => {
     });
   });
 
+  test("keys and values as segments (cache blocks, then a tail view), any lengths, read in place", () => {
+    mx.tidy(() => {
+      // Blocks of 256 and 100 (a tile straddles segments), a short tail in a larger buffer,
+      // a one-key segment; decode rows, a prefill chunk, and a windowed mask.
+      for (const [L, lens] of [[1, [256, 256, 37]], [40, [100, 100, 1, 91]], [120, [256, 64, 130]]] as const) {
+        const S = lens.reduce((a, b) => a + b, 0);
+        const c = { B: 2, Hq: 9, Hkv: 3, L, S, D: 64 };
+        const { q, k, v, Q, K, V } = inputs(c, L + S);
+        const cut = (X: MxArray) => {
+          let at = 0;
+          return lens.map((n, i) => {
+            const part = mx.slice(X, [0, 0, at, 0], [2, 3, (at += n), 64]);
+            if (i < lens.length - 1) return mx.contiguous(part);
+            const buffer = mx.concatenate([part, mx.zeros([2, 3, 50, 64])], 2); // spare room, as a tail holds
+            return mx.slice(buffer, [0, 0, 0, 0], [2, 3, n, 64]);
+          });
+        };
+        const ks = cut(K), vs = cut(V);
+        const causal = attentionRef(q, k, v, c, 0.125, (_b, _h, i, j) => (j <= i + S - L ? 0 : -Infinity));
+        expectClose(values(mx.scaledDotProductAttention(Q, ks, vs, 0.125, "causal")), causal, 2e-6, 1e-5, `segments ${lens}`);
+        const sees = (i: number, j: number) => j <= S - L + i && j > S - L + i - 200;
+        const mask = mx.array(Uint8Array.from({ length: L * S }, (_, n) => (sees(Math.floor(n / S), n % S) ? 1 : 0)), [1, 1, L, S], Dtype.bool);
+        const windowed = attentionRef(q, k, v, c, 0.125, (_b, _h, i, j) => (sees(i, j) ? 0 : -Infinity));
+        expectClose(values(mx.scaledDotProductAttention(Q, ks, vs, 0.125, mask)), windowed, 2e-6, 1e-5, `windowed segments ${lens}`);
+        // MLX's path (off the CPU kernel) joins the segments: same answer.
+        expectClose(values(mx.scaledDotProductAttention(Q, ks, vs, 0.125, "causal")), values(mx.mlxScaledDotProductAttention(Q, K, V, 0.125, "causal")), 2e-6, 1e-5, "mlx");
+      }
+    });
+  });
+
   test("keys and values as views of a larger cache buffer, queries transposed from (B, L, H, D)", () => {
     mx.tidy(() => {
       const c = { Hq: 9, Hkv: 3, L: 6, S: 100, D: 64 };
