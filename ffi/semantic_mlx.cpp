@@ -167,9 +167,6 @@ int sm_array_scalar(sm_array* out, double value, int dtype) {
   SM_TRY(*out = wrap(mx::astype(mx::array(value, mx::float64), to_dtype(dtype))))
 }
 
-// A second handle on the same array (no op, no copy): for an owner that may free its own first.
-int sm_array_share(sm_array* out, sm_array a) { SM_TRY(*out = wrap(*a)) }
-
 void sm_array_free(sm_array a) {
   delete a;
 }

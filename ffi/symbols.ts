@@ -29,7 +29,6 @@ export const symbols = {
 
   sm_array_from_data: { args: [ptr, ptr, ptr, i32, i32], returns: i32 }, // int (out, const void* data, const int32_t* shape, int ndim, int dtype)
   sm_array_scalar: { args: [ptr, f64, i32], returns: i32 }, // int (out, double value, int dtype)
-  sm_array_share: { args: [ptr, ptr], returns: i32 }, // int (out, a): a second handle on the same array
   sm_array_free: { args: [ptr], returns: none }, // void (sm_array)
   sm_array_ndim: { args: [ptr, ptr], returns: i32 }, // int (int* out, a)
   sm_array_shape: { args: [ptr, ptr], returns: i32 }, // int (int32_t* out, a)

@@ -1,5 +1,6 @@
 // bun run bench:cache — block gather for an 8K-token context on SmolLM2's cache shape: the time
-// to build a request's per-layer K/V from hot blocks (graph + evaluation), p50/p95/p99.
+// to hand a request its per-layer K/V from hot blocks (borrowed in place), p50/p95/p99, and the
+// copy into one buffer the engine makes when the sequence joins the decode batch.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,8 +19,8 @@ type Times = { p50: number; p95: number; p99: number };
 const summary = (xs: number[]): Times => ({ p50: pct(xs, 50), p95: pct(xs, 95), p99: pct(xs, 99) });
 
 /**
- * The gather a request does before its prefill (match + prepare + the per-layer block views,
- * evaluated), and the copy of those views into one buffer with room for 256 more tokens, which
+ * The gather a request does before its prefill (match + prepare + the per-layer blocks borrowed
+ * as segments, evaluated), and the copy of those views into one buffer with room for 256 more tokens, which
  * the engine makes when the sequence joins the decode batch after its first token.
  */
 async function gatherTimes(kvDtype: Dtype): Promise<{ gather: Times; join: Times; mib: number }> {
@@ -38,7 +39,8 @@ async function gatherTimes(kvDtype: Dtype): Promise<{ gather: Times; join: Times
   for (let i = 0; i < ITERS + 3; i++) {
     const t0 = performance.now();
     const m = await pool.prepare(pool.match("bench", ids));
-    const caches = pool.segments(m).map((s) => KVCache.fromSegments(s.keys, s.values, m.cachedTokens));
+    const borrowed = pool.borrow(m);
+    const caches = borrowed.layers.map((s) => KVCache.fromSegments(s.keys, s.values, m.cachedTokens));
     evaluate(...caches.flatMap((c) => c.arrays()));
     const t1 = performance.now();
     // The engine's join: the first new token written, then the views copied into one buffer.
@@ -46,6 +48,7 @@ async function gatherTimes(kvDtype: Dtype): Promise<{ gather: Times; join: Times
     for (const c of caches) tidy(() => void c.updateAndFetch(one, one));
     const buffers = caches.map((c) => c.release()!);
     evaluate(...buffers.flatMap((b) => [b.keys, b.values]));
+    borrowed.release();
     const t2 = performance.now();
     mib = buffers.reduce((s, b) => s + b.keys.nbytes + b.values.nbytes, 0) / 2 ** 20;
     dispose([buffers.map((b) => [b.keys, b.values]), one]);
@@ -88,10 +91,11 @@ ${machineLine()}, MLX ${mlxVersion()} (${defaultDevice()}). An 8,192-token conte
 cache shape (30 layers x K/V x 3 heads x 64), hot in the pool. ${ITERS} iterations after 3 warm-ups.
 
 - **gather**: what a request does before its prefill: match, prepare, and the per-layer K/V as
-  views of the blocks (one segment per block), evaluated. The attention kernel reads the
-  segments in place (ffi/attention_cpu.cpp), so nothing is copied before the first token.
-- **copy at join**: when the sequence joins the decode batch (after its first token), the views
-  and the turn's own tokens are copied into one buffer per layer, with room to decode into.
+  the blocks' own arrays (one segment per block, borrowed: no copy, no new handle), evaluated.
+  The attention kernel reads the segments in place (ffi/attention_cpu.cpp), so nothing is
+  copied before the first token.
+- **copy at join**: when the sequence joins the decode batch (after its first token), the
+  segments and the turn's own tokens are copied into one buffer per layer, with room to decode into.
 
 | KV dtype | gather p50 / p95 / p99 | bytes copied at join | copy at join p50 / p95 / p99 | memcpy of the same bytes p50 |
 | --- | --- | --- | --- | --- |

@@ -4,7 +4,7 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import { mkdir, open, rename, rm, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { contiguous, dispose, evaluate, keep, type MxArray, share, slice, tidy, zeros } from "../mlx/index.ts";
+import { contiguous, dispose, evaluate, keep, type MxArray, slice, tidy, zeros } from "../mlx/index.ts";
 import type { ModelCacheSpec } from "../models/model.ts";
 import { BlockFileError, readBlockFile, writeBlockFile } from "./block-file.ts";
 import { blockKey, chainKeys, nameOf } from "./block-key.ts";
@@ -24,8 +24,10 @@ export type PoolOptions = {
 
 /** Per layer [K, V], each (1, n_kv_heads, n, head_dim); null for a sliding layer's dropped part. */
 export type LayerKV = [MxArray, MxArray];
-/** One layer's cached K and V as segments along the sequence (see BlockPool.segments). */
+/** One layer's cached K and V as segments along the sequence (see BlockPool.borrow). */
 export type LayerSegments = { keys: MxArray[]; values: MxArray[] };
+/** A request's cached prefix, read in place until `release()` (see BlockPool.borrow). */
+export type Borrowed = { layers: LayerSegments[]; release(): void };
 
 type Block = {
   key: string;
@@ -97,6 +99,9 @@ export class BlockPool {
   readonly #pending = new Set<Promise<void>>();
   #hotBytes = 0;
   #diskBytes = 0;
+  /** Borrows not yet released, and what the pool dropped meanwhile (freed when none is left). */
+  #borrows = 0;
+  readonly #retired: unknown[] = [];
   #counters = { hits: 0, misses: 0, hitTokens: 0, evictions: 0, diskEvictions: 0, quarantined: 0, writeErrors: 0 };
 
   private constructor(o: PoolOptions) {
@@ -347,35 +352,53 @@ export class BlockPool {
 
   /**
    * Per-layer K and V for the first `m.cachedTokens` tokens as segments along the sequence, one
-   * per block (and the agent's tail), (1, H, tokens, D) each: the blocks themselves, not copies,
-   * which attention reads in place. The caller owns the views; a block evicted meanwhile keeps
-   * its data until they are freed. Sliding layers get zeros where their dropped blocks were
+   * per block (and the agent's tail), (1, H, tokens, D) each: the pool's own arrays, not copies,
+   * which attention reads in place. Until `release()`, nothing the pool drops is freed (it is
+   * set aside and freed once no borrow is left), so the segments stay valid even if their
+   * blocks are evicted meanwhile. Sliding layers get zeros where their dropped blocks were
    * (never attended).
    */
-  segments(m: Match): LayerSegments[] {
+  borrow(m: Match): Borrowed {
     const n = m.cachedTokens;
     const T = this.blockTokens;
     const { nKvHeads: H, headDim: D, kvDtype } = this.#o.spec;
-    return tidy(() =>
-      this.#o.spec.layers.map((_, li) => {
-        const keys: MxArray[] = [];
-        const values: MxArray[] = [];
-        const view = (a: MxArray, take: number) => (take === T ? share(a) : slice(a, [0, 0, 0, 0], [1, H, take, D]));
-        for (let i = 0; i < m.blocks.length && i * T < n; i++) {
-          const take = Math.min(T, n - i * T);
-          const layer = m.blocks[i].layers?.[li];
-          const z = layer ? null : zeros([1, H, take, D], kvDtype);
-          keys.push(layer ? view(layer[0], take) : z!);
-          values.push(layer ? view(layer[1], take) : z!);
-        }
-        const tail = m.tailTokens && m.agent?.tail.layers?.[li];
-        if (tail) {
-          keys.push(view(tail[0], m.tailTokens));
-          values.push(view(tail[1], m.tailTokens));
-        }
-        return { keys, values };
-      }),
-    );
+    const made: MxArray[] = [];
+    const own = (a: MxArray) => (made.push(keep(a)), a);
+    const view = (a: MxArray, take: number) => (take === T ? a : own(slice(a, [0, 0, 0, 0], [1, H, take, D])));
+    const layers = this.#o.spec.layers.map((_, li) => {
+      const keys: MxArray[] = [];
+      const values: MxArray[] = [];
+      for (let i = 0; i < m.blocks.length && i * T < n; i++) {
+        const take = Math.min(T, n - i * T);
+        const layer = m.blocks[i].layers?.[li];
+        const z = layer ? null : own(zeros([1, H, take, D], kvDtype));
+        keys.push(layer ? view(layer[0], take) : z!);
+        values.push(layer ? view(layer[1], take) : z!);
+      }
+      const tail = m.tailTokens && m.agent?.tail.layers?.[li];
+      if (tail) {
+        keys.push(own(slice(tail[0], [0, 0, 0, 0], [1, H, m.tailTokens, D])));
+        values.push(own(slice(tail[1], [0, 0, 0, 0], [1, H, m.tailTokens, D])));
+      }
+      return { keys, values };
+    });
+    this.#borrows++;
+    let released = false;
+    return {
+      layers,
+      release: () => {
+        if (released) return;
+        released = true;
+        dispose(made);
+        if (--this.#borrows === 0) dispose(this.#retired.splice(0));
+      },
+    };
+  }
+
+  // Frees arrays the pool no longer holds, or sets them aside while a borrow may read them.
+  #free(arrays: unknown): void {
+    if (this.#borrows === 0) dispose(arrays);
+    else this.#retired.push(arrays);
   }
 
   // ---- write-back ----
@@ -431,7 +454,7 @@ export class BlockPool {
     for (const k of keys) this.#blocks.get(k)!.agents++;
     if (old?.tail.layers) {
       this.#hotBytes -= layerBytes(old.tail.layers);
-      dispose(old.tail.layers);
+      this.#free(old.tail.layers);
     }
     const tailFrom = keys.length * T;
     const tailTokens = ids.slice(tailFrom);
@@ -520,7 +543,7 @@ export class BlockPool {
       b.layers.forEach((l, li) => {
         if (l && !needed[li]) {
           const bytes = layerBytes([l]);
-          dispose(l);
+          this.#free(l);
           b.layers![li] = null;
           b.bytes -= bytes;
           this.#hotBytes -= bytes;
@@ -554,7 +577,7 @@ export class BlockPool {
   #dropData(b: Block): void {
     if (!b.layers) return;
     this.#hotBytes -= b.bytes;
-    dispose(b.layers);
+    this.#free(b.layers);
     b.layers = null;
     b.bytes = 0;
   }
@@ -605,7 +628,7 @@ export class BlockPool {
     }
     if (a.tail.layers) {
       this.#hotBytes -= layerBytes(a.tail.layers);
-      dispose(a.tail.layers);
+      this.#free(a.tail.layers);
     }
     await this.flush();
     await rm(this.#agentPath(tenant, agentId, "json"), { force: true });
@@ -639,7 +662,7 @@ export class BlockPool {
   close(): void {
     for (const b of this.#blocks.values()) this.#dropData(b);
     for (const a of this.#agents.values()) {
-      if (a.tail.layers) dispose(a.tail.layers);
+      if (a.tail.layers) this.#free(a.tail.layers);
       a.tail.layers = null;
     }
     this.#hotBytes = 0;

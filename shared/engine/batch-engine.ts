@@ -5,7 +5,7 @@
 // one batched decode forward for every sequence past its prefill. A sequence joins the decode
 // batch when its prefill ends and leaves it when it finishes or is cancelled, writing its K/V
 // back to the pool.
-import { type BlockPool, type Lease, type LayerKV, Leases, type Match } from "../cache/index.ts";
+import { type BlockPool, type Borrowed, type Lease, type LayerKV, Leases, type Match } from "../cache/index.ts";
 import { array, dispose, Dtype, evaluate, itemSize, memoryStats, type MxArray, reshape, tidy } from "../mlx/index.ts";
 import { BatchKVCache } from "../models/batch-cache.ts";
 import { KVCache } from "../models/cache.ts";
@@ -54,6 +54,8 @@ class Sequence {
   state: State = "leasing";
   lease: Lease | null = null;
   caches: KVCache[] | null = null;
+  /** The pool blocks its caches read in place (released with the caches). */
+  borrowed: Borrowed | null = null;
   /** Its sampler chain (seed, penalty window, mirostat's mu, JSON constraint) and what it reports. */
   sampler: RowSampler | null = null;
   /** Prompt tokens served from the pool, and prompt tokens in the caches so far. */
@@ -320,7 +322,8 @@ export class BatchEngine implements Engine {
         if (!usable(m)) continue; // evicted while other blocks loaded: match again
         // The prefill reads the cached blocks in place; they are copied into one buffer only when
         // the sequence joins the decode batch, after its first token.
-        caches = pool.segments(m).map((s) => KVCache.fromSegments(s.keys, s.values, m.cachedTokens));
+        seq.borrowed = pool.borrow(m);
+        caches = seq.borrowed.layers.map((s) => KVCache.fromSegments(s.keys, s.values, m.cachedTokens));
         cached = m.cachedTokens;
       }
     } catch (e) {
@@ -590,6 +593,8 @@ export class BatchEngine implements Engine {
   #freeCaches(seq: Sequence): void {
     for (const c of seq.caches ?? []) c.free();
     seq.caches = null;
+    seq.borrowed?.release();
+    seq.borrowed = null;
   }
 }
 

@@ -117,11 +117,6 @@ export const copy = unary("copy");
 /** A row-contiguous copy when `a` is a strided view (needed before reading its data). */
 export const contiguous = unary("contiguous");
 
-/** A second handle on `a` itself (no op, no copy), freed on its own: for a borrower that may outlive `a`'s owner's handle. */
-export function share(a: MxArray): MxArray {
-  return made(lib().sm_array_share(out, a.handle));
-}
-
 type BinaryName =
   | "add" | "subtract" | "multiply" | "divide" | "power" | "remainder" | "maximum" | "minimum"
   | "equal" | "not_equal" | "less" | "less_equal" | "greater" | "greater_equal"

@@ -1,7 +1,7 @@
 // The cache protocol a model's attention sees, and the plain per-sequence KV cache.
 // The block pool and the batch engine provide their own LayerCache over the same protocol.
 import {
-  add, arange, concatenate, contiguous, dispose, type Dtype, greater, keep, type KV, less, logicalAnd, type MxArray, reshape, slice, sliceUpdate, subtract, tidy, zeros,
+  add, arange, concatenate, contiguous, type Dtype, greater, keep, type KV, less, logicalAnd, type MxArray, reshape, slice, sliceUpdate, subtract, tidy, zeros,
 } from "../mlx/index.ts";
 
 /** What attention needs from a layer's cache: positions, storage, and the mask. */
@@ -45,11 +45,14 @@ export class KVCache implements LayerCache {
   #values: MxArray | null = null;
   offset = 0;
 
-  /** A cache over a prefix of `tokens` given as segments along the sequence, (1, H, n_i, D) each (takes ownership). */
+  /**
+   * A cache over a prefix of `tokens` given as segments along the sequence, (1, H, n_i, D) each.
+   * The segments stay the caller's: they must outlive the cache (freeing it leaves them alone).
+   */
   static fromSegments(keys: MxArray[], values: MxArray[], tokens = keys.reduce((n, k) => n + k.shape[2], 0)): KVCache {
     if (!keys.length || keys.length !== values.length) throw new RangeError(`a prefix of ${keys.length} key and ${values.length} value segments`);
     const c = new KVCache();
-    c.#prefix = { keys: keys.map((k) => keep(k)), values: values.map((v) => keep(v)), tokens };
+    c.#prefix = { keys, values, tokens };
     c.offset = tokens;
     return c;
   }
@@ -134,7 +137,6 @@ export class KVCache implements LayerCache {
   }
 
   free(): void {
-    if (this.#prefix) dispose([this.#prefix.keys, this.#prefix.values]);
     this.#prefix = null;
     this.#keys?.free();
     this.#values?.free();

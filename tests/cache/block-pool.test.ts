@@ -192,12 +192,18 @@ describe("bad cache files are never used", () => {
 });
 
 describe("budgets", () => {
-  test("a workload larger than the memory budget runs and the hot tier stays under it", async () => {
-    const probe = await openPool(join(root, "probe"));
+  // The hot bytes of one block, from a pool that caches one.
+  async function oneBlockBytes(name: string): Promise<number> {
+    const probe = await openPool(join(root, name));
     await run(new BatchEngine(m, { pool: probe }), { promptIds: promptOf(T + 1), maxTokens: 1 });
-    const blockBytes = probe.stats().hotBytes;
+    const bytes = probe.stats().hotBytes;
     await probe.flush();
     probe.close();
+    return bytes;
+  }
+
+  test("a workload larger than the memory budget runs and the hot tier stays under it", async () => {
+    const blockBytes = await oneBlockBytes("probe");
     const budget = 3 * blockBytes;
     const pool = await openPool(join(root, "budget"), budget);
     const engine = new BatchEngine(m, { pool });
@@ -211,6 +217,30 @@ describe("budgets", () => {
     const again = await run(engine, { promptIds: [100, ...promptOf(2 * T)], maxTokens: 1 });
     expect(again.cached).toBe(2 * T);
     await pool.flush();
+    pool.close();
+  });
+
+  test("a borrowed prefix stays readable while its blocks are evicted; they are freed once it is released", async () => {
+    const blockBytes = await oneBlockBytes("borrow-probe");
+    const pool = await openPool(join(root, "borrow"), 2 * blockBytes);
+    const engine = new BatchEngine(m, { pool });
+    const ids = promptOf(2 * T + 1);
+    await run(engine, { promptIds: ids, maxTokens: 1 });
+    await pool.flush();
+    const match = await pool.prepare(pool.match("a", ids));
+    expect(match.cachedTokens).toBe(2 * T);
+    const borrowed = pool.borrow(match);
+    const first = borrowed.layers[0].keys[0];
+    const before = Array.from(first.toFloat32());
+    const evictions = pool.stats().evictions;
+    for (let i = 0; i < 2; i++) await run(engine, { promptIds: [i + 300, ...promptOf(2 * T)], maxTokens: 1 });
+    await pool.flush();
+    expect(pool.stats().evictions).toBeGreaterThan(evictions);
+    expect(pool.stats().hotBytes).toBeLessThanOrEqual(2 * blockBytes);
+    expect(first.freed).toBe(false);
+    expect(Array.from(first.toFloat32())).toEqual(before);
+    borrowed.release();
+    expect(first.freed).toBe(true);
     pool.close();
   });
 
