@@ -1,10 +1,15 @@
-// MLX's fused kernels: normalization, rotary embeddings, attention.
+// MLX's fused kernels: normalization, rotary embeddings, attention, SwiGLU's gate.
 import type { MxArray } from "./array.ts";
 import { cstr, lib, out } from "./native.ts";
 import { handles, made } from "./ops.ts";
 
 export function rmsNorm(x: MxArray, weight: MxArray | null, eps: number): MxArray {
   return made(lib().sm_rms_norm(out, x.handle, weight?.handle ?? null, eps));
+}
+
+/** silu(gate) * up = gate * sigmoid(gate) * up, the gate of a SwiGLU MLP; one pass on the CPU (ffi/swiglu_cpu.cpp). */
+export function swiglu(gate: MxArray, up: MxArray): MxArray {
+  return made(lib().sm_swiglu(out, gate.handle, up.handle));
 }
 
 export function layerNorm(x: MxArray, weight: MxArray | null, bias: MxArray | null, eps: number): MxArray {
