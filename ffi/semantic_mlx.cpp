@@ -21,7 +21,7 @@
 #include "attention_cpu.h"
 #include "qmm_cpu.h"
 #include "rope_norm_cpu.h"
-#include "swiglu_cpu.h"
+#include "glu_cpu.h"
 #include "sampler_cpu.h"
 
 namespace mx = mlx::core;
@@ -356,9 +356,13 @@ int sm_triu(sm_array* out, sm_array a, int k) { SM_TRY(*out = wrap(mx::triu(*a, 
 int sm_rms_norm(sm_array* out, sm_array x, sm_array weight, float eps) {
   SM_TRY(*out = wrap(semantic::rms_norm(*x, opt(weight), eps)))
 }
-// silu(gate) * up: the project's CPU kernel on the CPU (ffi/swiglu_cpu.cpp), MLX's ops elsewhere.
-int sm_swiglu(sm_array* out, sm_array gate, sm_array up) {
-  SM_TRY(*out = wrap(semantic::swiglu(*gate, *up)))
+// act(gate) * up, act 0 = SiLU, 1 = tanh-approximated GELU: the project's CPU kernel on the CPU
+// (ffi/glu_cpu.cpp), MLX's ops elsewhere.
+int sm_gated_activation(sm_array* out, sm_array gate, sm_array up, int act) {
+  SM_TRY({
+    if (act != 0 && act != 1) throw std::invalid_argument("gated activation: act must be 0 (silu) or 1 (gelu_tanh)");
+    *out = wrap(semantic::gated_activation(*gate, *up, act == 0 ? semantic::GateActivation::silu : semantic::GateActivation::gelu_tanh));
+  })
 }
 int sm_layer_norm(sm_array* out, sm_array x, sm_array weight, sm_array bias, float eps) {
   SM_TRY(*out = wrap(mx::fast::layer_norm(*x, opt(weight), opt(bias), eps)))

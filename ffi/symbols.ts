@@ -85,7 +85,7 @@ export const symbols = {
   sm_triu: { args: [ptr, ptr, i32], returns: i32 }, // int (out, a, int k)
 
   sm_rms_norm: { args: [ptr, ptr, ptr, f32], returns: i32 }, // int (out, x, weight|NULL, float eps)
-  sm_swiglu: { args: [ptr, ptr, ptr], returns: i32 }, // int (out, gate, up): silu(gate) * up
+  sm_gated_activation: { args: [ptr, ptr, ptr, i32], returns: i32 }, // int (out, gate, up, int act): act(gate) * up, act 0 silu, 1 gelu_tanh
   sm_layer_norm: { args: [ptr, ptr, ptr, ptr, f32], returns: i32 }, // int (out, x, weight|NULL, bias|NULL, float eps)
   sm_rope: { args: [ptr, ptr, i32, i32, f32, f32, i32, ptr], returns: i32 }, // int (out, x, int dims, int traditional, float base, float scale, int offset, freqs|NULL)
   sm_rope_offsets: { args: [ptr, ptr, i32, i32, f32, f32, ptr, ptr], returns: i32 }, // int (out, x, dims, traditional, base, scale, sm_array offsets, freqs|NULL)

@@ -1,4 +1,4 @@
-// MLX's fused kernels: normalization, rotary embeddings, attention, SwiGLU's gate.
+// MLX's fused kernels: normalization, rotary embeddings, attention, a gated MLP's gate.
 import type { MxArray } from "./array.ts";
 import { cstr, lib, out } from "./native.ts";
 import { handles, made } from "./ops.ts";
@@ -7,9 +7,14 @@ export function rmsNorm(x: MxArray, weight: MxArray | null, eps: number): MxArra
   return made(lib().sm_rms_norm(out, x.handle, weight?.handle ?? null, eps));
 }
 
-/** silu(gate) * up = gate * sigmoid(gate) * up, the gate of a SwiGLU MLP; one pass on the CPU (ffi/swiglu_cpu.cpp). */
-export function swiglu(gate: MxArray, up: MxArray): MxArray {
-  return made(lib().sm_swiglu(out, gate.handle, up.handle));
+const gateActivations = { silu: 0, gelu_tanh: 1 } as const;
+
+/**
+ * act(gate) * up, the gate of a gated MLP: SiLU (SwiGLU: Llama, Qwen) or tanh-approximated GELU
+ * (GeGLU: Gemma). One pass on the CPU (ffi/glu_cpu.cpp).
+ */
+export function gatedActivation(gate: MxArray, up: MxArray, act: keyof typeof gateActivations): MxArray {
+  return made(lib().sm_gated_activation(out, gate.handle, up.handle, gateActivations[act]));
 }
 
 export function layerNorm(x: MxArray, weight: MxArray | null, bias: MxArray | null, eps: number): MxArray {

@@ -4,7 +4,7 @@
 // with its own rotary base (scaling only on global layers), optional final logit softcap.
 // Accepts "gemma3_text" configs and "gemma3" (multimodal) ones, whose text settings sit under
 // `text_config` and text weights under `language_model.model.*`; the vision parts are unused.
-import { add, astype, type Dtype, divide, evaluate, keep, type MxArray, multiply, reshape, rmsNorm, scaledDotProductAttention, slice, tanh, transpose } from "../mlx/index.ts";
+import { add, astype, type Dtype, divide, evaluate, gatedActivation, keep, type MxArray, multiply, reshape, rmsNorm, scaledDotProductAttention, slice, tanh, transpose } from "../mlx/index.ts";
 import { KVCache, type LayerCache } from "./cache.ts";
 import { Config, type ForwardOptions, type LanguageModel, type LayerKind, type ModelCacheSpec, ModelLoadError, type Weights } from "./model.ts";
 import { embed, isQuantized, linear, type Weight } from "./nn.ts";
@@ -143,12 +143,6 @@ class Attention {
   }
 }
 
-/** gelu_pytorch_tanh: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
-function geluTanh(x: MxArray): MxArray {
-  const inner = multiply(add(x, multiply(multiply(multiply(x, x), x), 0.044715)), Math.sqrt(2 / Math.PI));
-  return multiply(multiply(x, 0.5), add(tanh(inner), 1));
-}
-
 class MLP {
   readonly #gate: Weight; readonly #up: Weight; readonly #down: Weight;
 
@@ -159,7 +153,8 @@ class MLP {
   }
 
   forward(x: MxArray): MxArray {
-    return linear(multiply(geluTanh(linear(x, this.#gate)), linear(x, this.#up)), this.#down);
+    // gelu_pytorch_tanh(gate) * up
+    return linear(gatedActivation(linear(x, this.#gate), linear(x, this.#up), "gelu_tanh"), this.#down);
   }
 }
 

@@ -1,6 +1,6 @@
 // Llama (SmolLM2, Llama 3.x, Mistral-style): pre-norm blocks, grouped-query attention with
 // rotary embeddings, SwiGLU MLP. Weights use Hugging Face names and rotate-half RoPE.
-import { add, type Dtype, type MxArray, reshape, rmsNorm, scaledDotProductAttention, slice, swiglu, transpose } from "../mlx/index.ts";
+import { add, type Dtype, type MxArray, reshape, rmsNorm, scaledDotProductAttention, gatedActivation, slice, transpose } from "../mlx/index.ts";
 import { KVCache, type LayerCache } from "./cache.ts";
 import type { Config, ForwardOptions, LanguageModel, ModelCacheSpec, Weights } from "./model.ts";
 import { embed, linear, type Weight } from "./nn.ts";
@@ -85,7 +85,7 @@ class MLP {
 
   forward(x: MxArray): MxArray {
     const g = linear(x, this.#gate);
-    return linear(swiglu(g, linear(x, this.#up)), this.#down);
+    return linear(gatedActivation(g, linear(x, this.#up), "silu"), this.#down);
   }
 }
 

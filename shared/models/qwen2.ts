@@ -1,6 +1,6 @@
 // Qwen2 / Qwen2.5: the llama block with biases on the q/k/v projections (none on o_proj),
 // rotate-half RoPE with a large base, SwiGLU MLP. Weights use Hugging Face names.
-import { add, astype, type Dtype, type MxArray, reshape, rmsNorm, scaledDotProductAttention, slice, swiglu, transpose } from "../mlx/index.ts";
+import { add, astype, type Dtype, type MxArray, reshape, rmsNorm, scaledDotProductAttention, gatedActivation, slice, transpose } from "../mlx/index.ts";
 import { KVCache, type LayerCache } from "./cache.ts";
 import { type Config, type ForwardOptions, type LanguageModel, type ModelCacheSpec, ModelLoadError, type Weights } from "./model.ts";
 import { embed, linear, type Weight } from "./nn.ts";
@@ -86,7 +86,7 @@ class MLP {
 
   forward(x: MxArray): MxArray {
     const g = linear(x, this.#gate);
-    return linear(swiglu(g, linear(x, this.#up)), this.#down);
+    return linear(gatedActivation(g, linear(x, this.#up), "silu"), this.#down);
   }
 }
 

@@ -1,7 +1,7 @@
 // Qwen3 (dense): RMSNorm over each head's queries and keys (q_norm, k_norm) before RoPE,
 // no q/k/v biases unless `attention_bias`, an explicit head_dim that need not be
 // hidden_size / heads, SwiGLU MLP. Weights use Hugging Face names.
-import { add, astype, type Dtype, type MxArray, reshape, rmsNorm, scaledDotProductAttention, slice, swiglu, transpose } from "../mlx/index.ts";
+import { add, astype, type Dtype, type MxArray, reshape, rmsNorm, scaledDotProductAttention, gatedActivation, slice, transpose } from "../mlx/index.ts";
 import { KVCache, type LayerCache } from "./cache.ts";
 import { type Config, type ForwardOptions, type LanguageModel, type ModelCacheSpec, ModelLoadError, type Weights } from "./model.ts";
 import { embed, linear, type Weight } from "./nn.ts";
@@ -90,7 +90,7 @@ class MLP {
 
   forward(x: MxArray): MxArray {
     const g = linear(x, this.#gate);
-    return linear(swiglu(g, linear(x, this.#up)), this.#down);
+    return linear(gatedActivation(g, linear(x, this.#up), "silu"), this.#down);
   }
 }
 

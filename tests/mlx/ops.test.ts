@@ -349,28 +349,34 @@ describe("fused ops", () => {
     });
   });
 
-  test("swiglu: gate * sigmoid(gate) * up, over the float32 range, any length, strided, threaded", () => {
-    mx.tidy(() => {
-      const ref = (g: number, u: number) => (g / (1 + Math.exp(-g))) * u;
-      // Extremes first (exp would overflow, sigmoid saturates), then seeded values; 40,005
-      // elements: several work items of the pool and a tail shorter than a vector.
-      const n = 40_005;
-      const g = Float32Array.from(seeded(n, 11), (v) => v * 12);
-      const u = Float32Array.from(seeded(n, 12));
-      g.set([0, -0, 1e-30, -1e-30, 88, -88, 100, -100, 3.4e38, -3.4e38, 1, -1]);
-      const want = Array.from(g, (gi, i) => ref(gi, u[i]));
-      expectClose(values(mx.swiglu(f32(g, [5, n / 5]), f32(u, [5, n / 5]))), want, 1e-6, 2e-6, "swiglu");
-      // A strided gate (a transposed view) is read through a copy.
-      const gt = mx.transpose(f32(g.subarray(0, 64 * 3), [64, 3]), [1, 0]);
-      const ut = mx.transpose(f32(u.subarray(0, 64 * 3), [64, 3]), [1, 0]);
-      const strided = Array.from({ length: 3 * 64 }, (_, k) => ref(g[(k % 64) * 3 + Math.floor(k / 64)], u[(k % 64) * 3 + Math.floor(k / 64)]));
-      expectClose(values(mx.swiglu(gt, ut)), strided, 1e-6, 2e-6, "swiglu strided");
-      // Other dtypes are MLX's ops.
-      const half = mx.swiglu(mx.astype(f32(g.subarray(12, 40), [28]), Dtype.float16), mx.astype(f32(u.subarray(12, 40), [28]), Dtype.float16));
-      expect(half.dtype).toBe(Dtype.float16);
-      expectClose(values(mx.astype(half, Dtype.float32)), want.slice(12, 40), 2e-2, 2e-2, "swiglu float16");
+  const geluTanh = (x: number) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
+  const acts = { silu: (x: number) => x / (1 + Math.exp(-x)), gelu_tanh: geluTanh };
+  for (const act of ["silu", "gelu_tanh"] as const) {
+    test(`gated activation ${act}(gate) * up: over the float32 range, any length, strided, threaded`, () => {
+      mx.tidy(() => {
+        const ref = (g: number, u: number) => acts[act](g) * u;
+        // Extremes first (exp would overflow, the activation saturates), then seeded values;
+        // 40,005 elements: several work items of the pool and a tail shorter than a vector.
+        const n = 40_005;
+        const g = Float32Array.from(seeded(n, 11), (v) => v * 12);
+        const u = Float32Array.from(seeded(n, 12));
+        g.set([0, -0, 1e-30, -1e-30, 88, -88, 100, -100, 3.4e38, -3.4e38, 1, -1, 3e12, -3e12]);
+        const want = Array.from(g, (gi, i) => ref(gi, u[i]));
+        expectClose(values(mx.gatedActivation(f32(g, [5, n / 5]), f32(u, [5, n / 5]), act)), want, 1e-6, 2e-6, act);
+        // A strided gate (a transposed view) is read through a copy.
+        const gt = mx.transpose(f32(g.subarray(0, 64 * 3), [64, 3]), [1, 0]);
+        const ut = mx.transpose(f32(u.subarray(0, 64 * 3), [64, 3]), [1, 0]);
+        const at = (k: number) => (k % 64) * 3 + Math.floor(k / 64);
+        const strided = Array.from({ length: 3 * 64 }, (_, k) => ref(g[at(k)], u[at(k)]));
+        expectClose(values(mx.gatedActivation(gt, ut, act)), strided, 1e-6, 2e-6, `${act} strided`);
+        // Other dtypes are MLX's ops.
+        const h = (a: Float32Array) => mx.astype(f32(a.subarray(14, 40), [26]), Dtype.float16);
+        const half = mx.gatedActivation(h(g), h(u), act);
+        expect(half.dtype).toBe(Dtype.float16);
+        expectClose(values(mx.astype(half, Dtype.float32)), want.slice(14, 40), 2e-2, 2e-2, `${act} float16`);
+      });
     });
-  });
+  }
 
   // Head size 8 is not one the project's CPU kernel takes: this is MLX's own attention.
   test("scaled_dot_product_attention: causal, additive mask, grouped-query heads", () => {

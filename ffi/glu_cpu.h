@@ -1,0 +1,22 @@
+// The gate of a gated MLP on the CPU as one MLX primitive: act(gate) * up, for SwiGLU (SiLU:
+// Llama, Qwen) and GeGLU (tanh-approximated GELU: Gemma). MLX's CPU backend computes sigmoid and
+// tanh with a scalar exp, ~2.3 ms for one layer of a 120-token prefill on SmolLM2 (a quarter of
+// the layer); this is one vectorized pass.
+#pragma once
+
+#include "mlx/mlx.h"
+
+namespace semantic {
+
+enum class GateActivation {
+  silu,  // x * sigmoid(x)
+  gelu_tanh,  // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) = x * sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3))
+};
+
+/**
+ * act(gate) * up, elementwise, for gate and up of one shape. The CPU kernel takes float32;
+ * anything else (other dtypes, other devices, broadcasting) is MLX's own ops.
+ */
+mlx::core::array gated_activation(const mlx::core::array& gate, const mlx::core::array& up, GateActivation act);
+
+}  // namespace semantic
