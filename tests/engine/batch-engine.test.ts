@@ -206,6 +206,25 @@ describe("seeded sampling through the sampler chain", () => {
 });
 
 describe("chunked prefill interleaved with decode", () => {
+  test("a prompt's first token leaves with the step that prefilled it; the sequence decodes from the next step", async () => {
+    const { engine: e, steps } = engine({ maxBatch: 4 });
+    let second!: Promise<Run>;
+    const first = collect(e, { promptIds: promptOf(0, 6), maxTokens: 12 }, Infinity, (ev) => {
+      // A second prompt arrives while the first decodes.
+      if (ev.type === "token" && !second) second = collect(e, { promptIds: promptOf(1, 6), maxTokens: 3 });
+    });
+    const [a, b] = [await first, await second];
+    for (const r of [a, b]) {
+      const prefilled = steps.find((s) => s.step === r.tokenSteps[0])!;
+      expect(prefilled.prefills.length).toBe(1);
+      // Its own row is not in that step's decode: it joins the batch at the start of the next.
+      expect(steps.find((s) => s.step === r.tokenSteps[1])!.step).toBe(prefilled.step + 1);
+    }
+    expect(steps.find((s) => s.step === a.tokenSteps[0])!.decodeRows).toBe(0);
+    expect(steps.find((s) => s.step === b.tokenSteps[0])!.decodeRows).toBe(1); // the first sequence only
+    expect(steps.find((s) => s.step === b.tokenSteps[1])!.decodeRows).toBe(2);
+  });
+
   test("a 1024-token prompt arriving while 4 streams decode: they get a token every step, at most one chunk between two", async () => {
     const chunk = 128;
     const { engine: e, steps } = engine({ maxBatch: 8, prefillChunk: chunk });
