@@ -20,7 +20,7 @@ import * as mx from "../../shared/mlx/index.ts";
 import { loadModel, type LoadedModel } from "../../shared/models/load.ts";
 import type { Weights } from "../../shared/models/model.ts";
 import type { LayerCache } from "../../shared/models/cache.ts";
-import { embed, linear, type Weight } from "../../shared/models/nn.ts";
+import { CPU_KERNEL_MAX_ROWS, embed, linear, type Weight } from "../../shared/models/nn.ts";
 import { defaultModelPath, repoRoot } from "../../shared/paths.ts";
 import { fmt, measureProcess } from "./harness.ts";
 import { machineLine, writeSection } from "./markdown-section.ts";
@@ -454,9 +454,9 @@ function weightModeText(d: OursResult | null, q: OursResult | null): string[] {
     "**Weight representation.** `loadModel(path, { weights })` takes `dense` (dequantized to float32 at load), `quantized` " +
       "(packed 4-bit, float32 activations on the CPU) or `auto` (the default; also `bun run generate --weights`). " +
       "`auto` picks **quantized** on the CPU when the project's kernel takes the model's packing (2/4/8 bits), else dense; quantized on the GPU. " +
-      `On the CPU, up to 16 rows (decode) the layers' matmuls run in the project's kernel (ffi/qmm_cpu.cpp, \`bun run bench:qmm\`): ` +
+      `On the CPU, up to ${CPU_KERNEL_MAX_ROWS} rows (decode, short prompts) the layers' matmuls run in the project's kernel (ffi/qmm_cpu.cpp, \`bun run bench:qmm\`): ` +
       `${fmt(q.profile.linearFlops / 1e9 / (q.profile.linearsMs / 1000), 2)} GFLOP/s against ${fmt(d.profile.linearFlops / 1e9 / (d.profile.linearsMs / 1000), 2)} GFLOP/s dense, ` +
-      `reading ${fmt(d.profile.weightBytes / q.profile.weightBytes, 1)}× fewer bytes; above 16 rows (prefill) each layer is dequantized to float32 on the fly for OpenBLAS's sgemm. ` +
+      `reading ${fmt(d.profile.weightBytes / q.profile.weightBytes, 1)}× fewer bytes; above ${CPU_KERNEL_MAX_ROWS} rows (prefill) each layer is dequantized to float32 on the fly for OpenBLAS's sgemm. ` +
       `Here quantized / dense is ${dec.toFixed(2)}× in decode and ${pre.toFixed(2)}× in prefill, for ${mib(q.activeAfterLoadBytes)} of weights instead of ${mib(d.activeAfterLoadBytes)}.`,
   ];
 }

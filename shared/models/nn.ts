@@ -12,12 +12,14 @@ export function isQuantized(w: Weight): w is QuantizedWeight {
 }
 
 /**
- * Up to this many rows (tokens in one forward: decode batches), quantized weights on the CPU go
- * through the project's kernel, which reads each packed weight once for all rows; above it
- * (prefill) a float32 copy of the one layer's weights feeds BLAS. Measured in BENCHMARKS.md
- * (bench:qmm): the kernel wins up to ~16 rows, BLAS's sgemm beyond.
+ * Up to this many rows (tokens in one forward: decode batches, short prompts), quantized weights
+ * on the CPU go through the project's kernel, which reads each packed weight once for all rows;
+ * above it (prefill) a float32 copy of the one layer's weights feeds BLAS. One matmul alone
+ * (bench:qmm) crosses over near 16 rows, but a whole SmolLM2 forward, where the float32 copies
+ * also evict the caches, crosses near 50: 17 rows took 49 ms through the kernel and 84 ms
+ * through BLAS, 48 rows 102 and 110 ms, 64 rows 134 and 124 ms.
  */
-export const CPU_KERNEL_MAX_ROWS = 16;
+export const CPU_KERNEL_MAX_ROWS = 48;
 
 /** x @ w.T (+ bias): the Linear layer, weights stored (out, in). The one place a matmul kernel is chosen. */
 export function linear(x: MxArray, w: Weight, bias: MxArray | null = null): MxArray {

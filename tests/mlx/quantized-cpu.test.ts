@@ -42,7 +42,7 @@ function quantized(n: number, k: number, group: number, bits: number, seed: numb
 }
 
 const free = (q: QuantizedWeight) => mx.dispose([q.w, q.scales, q.biases]);
-const ROWS = [1, 3, 8, 17];
+const ROWS = [1, 3, 8, 17, 48];
 
 describe("quantizedMatmulRows (CPU kernel)", () => {
   test("the kernel takes 2, 4 and 8 bits in groups of 32, 64, 128; not 3 bits", () => {

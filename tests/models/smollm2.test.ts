@@ -10,7 +10,8 @@ import fixture from "../fixtures/smollm2-logits.json";
 type Prompt = (typeof fixture.prompts)[number];
 
 // Both weight modes run the transformers comparisons: dense float32 (BLAS matmuls) and quantized,
-// the CPU default (the project's kernel for up to 16 rows, BLAS over a per-layer float32 copy above).
+// the CPU default (the project's kernel up to CPU_KERNEL_MAX_ROWS rows, as the 5- and 30-token
+// prompts run; BLAS over a per-layer float32 copy above, as the 71-token one).
 const models = new Map<string, LoadedModel>();
 let m: LoadedModel; // the CPU default, for the generation tests
 beforeAll(async () => {
