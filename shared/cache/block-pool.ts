@@ -99,9 +99,10 @@ export class BlockPool {
   readonly #pending = new Set<Promise<void>>();
   #hotBytes = 0;
   #diskBytes = 0;
-  /** Borrows not yet released, and what the pool dropped meanwhile (freed when none is left). */
-  #borrows = 0;
-  readonly #retired: unknown[] = [];
+  /** Borrows not yet released (by number, in order), and what the pool dropped while some were out. */
+  #borrowsMade = 0;
+  readonly #borrowed = new Set<number>();
+  #retired: { after: number; arrays: unknown }[] = [];
   #counters = { hits: 0, misses: 0, hitTokens: 0, evictions: 0, diskEvictions: 0, quarantined: 0, writeErrors: 0 };
 
   private constructor(o: PoolOptions) {
@@ -353,10 +354,10 @@ export class BlockPool {
   /**
    * Per-layer K and V for the first `m.cachedTokens` tokens as segments along the sequence, one
    * per block (and the agent's tail), (1, H, tokens, D) each: the pool's own arrays, not copies,
-   * which attention reads in place. Until `release()`, nothing the pool drops is freed (it is
-   * set aside and freed once no borrow is left), so the segments stay valid even if their
-   * blocks are evicted meanwhile. Sliding layers get zeros where their dropped blocks were
-   * (never attended).
+   * which attention reads in place. What the pool drops while borrows are out is set aside and
+   * freed once every borrow made before the drop is released (later ones cannot hold it), so the
+   * segments stay valid even if their blocks are evicted meanwhile. Sliding layers get zeros
+   * where their dropped blocks were (never attended).
    */
   borrow(m: Match): Borrowed {
     const n = m.cachedTokens;
@@ -382,23 +383,25 @@ export class BlockPool {
       }
       return { keys, values };
     });
-    this.#borrows++;
-    let released = false;
+    const id = ++this.#borrowsMade;
+    this.#borrowed.add(id);
     return {
       layers,
       release: () => {
-        if (released) return;
-        released = true;
+        if (!this.#borrowed.delete(id)) return;
         dispose(made);
-        if (--this.#borrows === 0) dispose(this.#retired.splice(0));
+        const oldest = Math.min(...this.#borrowed); // Infinity when none is out
+        const free = this.#retired.filter((r) => r.after < oldest);
+        this.#retired = this.#retired.filter((r) => r.after >= oldest);
+        dispose(free.map((r) => r.arrays));
       },
     };
   }
 
-  // Frees arrays the pool no longer holds, or sets them aside while a borrow may read them.
+  // Frees arrays the pool no longer holds, or sets them aside while a borrow made so far may read them.
   #free(arrays: unknown): void {
-    if (this.#borrows === 0) dispose(arrays);
-    else this.#retired.push(arrays);
+    if (!this.#borrowed.size) dispose(arrays);
+    else this.#retired.push({ after: this.#borrowsMade, arrays });
   }
 
   // ---- write-back ----

@@ -34,7 +34,7 @@ export function causalMask(L: number, offset: number, window: number | null): Mx
 
 /**
  * A growing K/V store for one sequence, allocated in steps so appends are in-place writes. It may
- * start from a cached prefix held as segments (views of the pool's blocks): attention reads them
+ * start from a cached prefix held as segments (the pool's blocks, borrowed): attention reads them
  * in place, and only the tokens after them are written into the cache's own buffer.
  */
 export class KVCache implements LayerCache {
