@@ -78,11 +78,7 @@ void softmax_tile(Row& row, float* s, int j0, int nk, const Problem& p, float& a
     for (int j = std::max(0, row.lo - j0); j <= last; j++)
       if (!row.mask[(j0 + j) * p.m3]) s[j] = NEG_INF;
   vf mv = splat(NEG_INF);
-  for (int g = 0; g < TK / W; g++) {
-    const vf x = loadv(s + g * W);
-    const vi gt = x > mv;
-    mv = (vf)(((vi)x & gt) | ((vi)mv & ~gt));
-  }
+  for (int g = 0; g < TK / W; g++) mv = vmax(loadv(s + g * W), mv);
   const float tileMax = hmax(mv);
   if (tileMax == NEG_INF) {
     std::fill(s, s + TK, 0.0f);

@@ -44,6 +44,16 @@ inline float hsum(vf v) {
   return s;
 }
 
+// a where the mask m (a comparison's all-ones lanes) is set, else b.
+inline vf select(vi m, vf a, vf b) {
+  return (vf)(((vi)a & m) | ((vi)b & ~m));
+}
+
+// The lane-wise maximum.
+inline vf vmax(vf a, vf b) {
+  return select(a > b, a, b);
+}
+
 inline float hmax(vf v) {
   float m = v[0];
   for (int i = 1; i < W; i++) m = v[i] > m ? v[i] : m;
@@ -55,8 +65,7 @@ inline float hmax(vf v) {
 // exp(-87) ~ 1.6e-38 rather than 0: a weight that small changes no float32 sum it joins.
 inline vf exp_nonpositive(vf x) {
   const vf lo = splat(-87.0f);
-  const vi below = x < lo;
-  x = (vf)(((vi)x & ~below) | ((vi)lo & below));
+  x = select(x < lo, lo, x);
   const vi n = __builtin_convertvector(x * 1.44269504088896341f - 0.5f, vi);  // round(x / ln 2), x <= 0
   const vf nf = __builtin_convertvector(n, vf);
   const vf r = x - nf * 0.693359375f - nf * -2.12194440e-4f;

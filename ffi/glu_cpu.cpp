@@ -33,10 +33,10 @@ struct Problem {
 // sigmoid(x) from e = exp(-|x|), which never overflows: 1 / (1 + e) for x >= 0, e / (1 + e) below.
 inline vf sigmoid(vf x) {
   const vi negative = x < splat(0.0f);
-  const vf a = (vf)((vi)x & ~negative) - (vf)((vi)x & negative);  // |x|
+  const vf a = select(negative, -x, x);  // |x|
   // exp_nonpositive stops at exp(-87); past it the sigmoid of a negative x is 0, not 1.6e-38.
   const vf e = (vf)((vi)exp_nonpositive(-a) & (a < splat(87.0f)));
-  const vf num = (vf)(((vi)e & negative) | ((vi)splat(1.0f) & ~negative));
+  const vf num = select(negative, e, splat(1.0f));
   return num / (e + 1.0f);
 }
 

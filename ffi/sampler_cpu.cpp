@@ -72,10 +72,7 @@ Scratch& scratch() {
 float row_max(const Row& r) {
   vf acc = splat(NEG_INF);
   int i = 0;
-  for (; i + W <= r.n; i += W) {
-    const vf v = loadv(r.x + i);
-    acc = (vf)(((vi)v & (v > acc)) | ((vi)acc & ~(v > acc)));
-  }
+  for (; i + W <= r.n; i += W) acc = vmax(loadv(r.x + i), acc);
   float m = hmax(acc);
   for (; i < r.n; i++) m = std::max(m, r.x[i]);
   return m;

@@ -13,7 +13,7 @@ export function isQuantized(w: Weight): w is QuantizedWeight {
 
 /**
  * Up to this many rows (tokens in one forward: decode batches, short prompts), quantized weights
- * on the CPU go through the project's kernel, which reads each packed weight once for all rows;
+ * on the CPU go through the project's kernel, which unpacks each packed weight once per 8 rows;
  * above it (prefill) a float32 copy of the one layer's weights feeds BLAS. One matmul alone
  * (bench:qmm) crosses over near 16 rows, but a whole SmolLM2 forward, where the float32 copies
  * also evict the caches, crosses near 50: 17 rows took 49 ms through the kernel and 84 ms
