@@ -1,10 +1,10 @@
 // Continuous batching: one scheduler loop serves every request. Each step admits waiting
-// requests into free slots (round-robin across tenants), runs prefill chunks of new sequences
-// within the step's token budget (each alone, into its own cache, starting from the pool's
-// cached prefix; at most one chunk per sequence per step), then
-// one batched decode forward for every sequence past its prefill. A sequence joins the decode
-// batch when its prefill ends and leaves it when it finishes or is cancelled, writing its K/V
-// back to the pool.
+// requests into free slots (round-robin across tenants), runs one batched decode forward for
+// every sequence past its prefill, then prefill chunks of new sequences within the step's token
+// budget (each alone, into its own cache, reading the pool's cached prefix in place; at most one
+// chunk per sequence per step). A sequence joins the decode batch at the start of the step after
+// its prefill ends (its first token has gone out by then) and leaves it when it finishes or is
+// cancelled, writing its K/V back to the pool.
 import { type BlockPool, type Borrowed, type Lease, type LayerKV, Leases, type Match } from "../cache/index.ts";
 import { array, dispose, Dtype, evaluate, itemSize, memoryStats, type MxArray, reshape, tidy } from "../mlx/index.ts";
 import { BatchKVCache } from "../models/batch-cache.ts";
