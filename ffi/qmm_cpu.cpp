@@ -1,10 +1,7 @@
 // The CPU kernel behind semantic::quantized_matmul_rows (see qmm_cpu.h).
 //
-// Layout (MLX affine): row n of w packs K values of `bits` bits, lowest bits first, 32 / bits per
-// uint32; value k of row n is scales[n, k / G] * q + biases[n, k / G].
-//
-// The loops use the vector helpers of cpu_simd.h (but for a few x86 loads below); NEON's speed is
-// not measured here (no arm64 machine). For each output column the kernel
+// The weights' layout and their unpacking are in qmm_layout.h. The loops use the vector helpers
+// of cpu_simd.h; NEON's speed is not measured here (no arm64 machine). For each output column the kernel
 // dequantizes W weights at a time and multiplies them into every row's accumulator, so each
 // weight byte is read once per call whatever the number of rows.
 
@@ -16,14 +13,12 @@
 #include <stdexcept>
 #include <vector>
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
-
 #include "mlx/primitives.h"
 #include "cpu_parallel.h"
 #include "cpu_primitive.h"
 #include "cpu_simd.h"
+#include "qmm_amx.h"
+#include "qmm_layout.h"
 
 namespace mx = mlx::core;
 
@@ -31,56 +26,6 @@ namespace semantic {
 namespace {
 
 using namespace cpu;
-
-// The raw values q of elements k .. k + W - 1 of a packed row, as floats (k a multiple of W):
-// each lane takes its word and shifts its own bits down. The integers go through signed int32,
-// as x86 before AVX-512 has no single unsigned-to-float conversion. A few x86 intrinsics stand in
-// where GCC builds the vector through memory.
-template <int BITS>
-inline vf unpack(const uint32_t* row, int k) {
-  static_assert(BITS == 2 || BITS == 4 || BITS == 8);
-  const uint32_t* p = row + k * BITS / 32;
-#if defined(__AVX512F__)
-  if constexpr (BITS == 8) {
-    return __builtin_convertvector((vi)_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), vf);
-  } else if constexpr (BITS == 4) {
-    const __m512i pick = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-    const vu words = (vu)_mm512_permutexvar_epi32(pick, _mm512_castsi128_si512(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
-    const vu shifts = {0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28};
-    return __builtin_convertvector((vi)((words >> shifts) & 0xfu), vf);
-  } else {
-    const vu shifts = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
-    return __builtin_convertvector((vi)(((vu{} + p[0]) >> shifts) & 0x3u), vf);
-  }
-#else
-  if constexpr (BITS == 4) {
-    const vu shifts = {0, 4, 8, 12, 16, 20, 24, 28};
-    return __builtin_convertvector((vi)(((vu{} + p[0]) >> shifts) & 0xfu), vf);
-  } else if constexpr (BITS == 8) {
-#if defined(__AVX2__)
-    return __builtin_convertvector((vi)_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))), vf);
-#else
-    const uint32_t a = p[0], b = p[1];
-    const vu words = {a, a, a, a, b, b, b, b};
-    const vu shifts = {0, 8, 16, 24, 0, 8, 16, 24};
-    return __builtin_convertvector((vi)((words >> shifts) & 0xffu), vf);
-#endif
-  } else {
-    // Eight 2-bit values are half a word: k % 16 says which half.
-    const vu shifts = {0, 2, 4, 6, 8, 10, 12, 14};
-    return __builtin_convertvector((vi)(((vu{} + (p[0] >> ((k & 8) * 2))) >> shifts) & 0x3u), vf);
-  }
-#endif
-}
-
-struct Problem {
-  const float* x;  // (M, K)
-  const uint32_t* w;  // (N, K * bits / 32)
-  const float* scales;  // (N, K / G)
-  const float* biases;
-  float* out;  // (M, N)
-  int M, N, K;
-};
 
 // Columns n .. n + NC - 1 for MB rows starting at x / out: dequantize W weights of each column,
 // use them MB times; the NC columns share each row's loads of x.
@@ -209,11 +154,15 @@ void run_job(void* ctx, int n0, int n1) {
 // costs more than it saves (k and v projections of small models in decode).
 constexpr double SERIAL_WORK = 1 << 17;
 
+// From this many rows a matmul runs on AMX tiles where the CPU has them (qmm_amx.cpp).
+constexpr int AMX_MIN_ROWS = 16;
+
 // Runs `op` over all N weight rows, split over the pool when there is enough work.
 void run(const Problem& p, int group_size, int bits, Op op) {
   ColumnsFn fn = pick(bits, group_size, op);
   if (!fn) throw std::invalid_argument("[semantic qmm] unsupported bits or group size");
   if (p.N == 0 || (op == Op::matmul && p.M == 0)) return;
+  if (op == Op::matmul && p.M >= AMX_MIN_ROWS && qmm_amx_takes(bits, group_size, p.K)) return qmm_amx(p, bits, group_size);
   const double work = static_cast<double>(p.N) * p.K * (op == Op::matmul ? std::max(1.0, p.M / 4.0) : 1.0);
   const int threads = work < SERIAL_WORK ? 1 : cpu::threads();
   if (threads == 1) return fn(p, 0, p.N);
@@ -306,6 +255,10 @@ mx::array dequantize_f32(const mx::array& w, const mx::array& scales, const mx::
 
 bool cpu_kernel_takes(int group_size, int bits) {
   return pick(bits, group_size, Op::matmul) != nullptr;
+}
+
+bool cpu_tiles_take(int group_size, int bits) {
+  return qmm_amx_takes(bits, group_size, group_size);
 }
 
 int qmm_threads() {

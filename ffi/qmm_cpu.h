@@ -36,6 +36,12 @@ mlx::core::array dequantize_f32(
 /** Whether the CPU kernels take weights of this packing (with float32 scales and biases). */
 bool cpu_kernel_takes(int group_size, int bits);
 
+/**
+ * Whether quantized_matmul_rows takes this packing at every number of rows: from 16 rows it runs
+ * on AMX tiles (qmm_amx.cpp) where the CPU has them, faster than a float32 copy through BLAS.
+ */
+bool cpu_tiles_take(int group_size, int bits);
+
 /** Threads the kernel uses (the caller included). */
 int qmm_threads();
 

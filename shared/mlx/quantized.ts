@@ -38,6 +38,15 @@ export function cpuKernelTakes(groupSize: number, bits: number): boolean {
   return readI32() === 1;
 }
 
+/**
+ * Whether quantizedMatmulRows takes this packing at every number of rows: on a CPU with AMX
+ * tiles (Xeon Sapphire Rapids and later) its many-row path beats a float32 copy through BLAS.
+ */
+export function cpuTilesTake(groupSize: number, bits: number): boolean {
+  check(lib().sm_quantized_cpu_tiles(out, groupSize, bits));
+  return readI32() === 1;
+}
+
 export function quantize(w: MxArray, groupSize = 64, bits = 4): QuantizedWeight {
   const slots = new BigUint64Array(3);
   check(lib().sm_quantize(slots, w.handle, groupSize, bits));

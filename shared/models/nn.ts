@@ -1,8 +1,8 @@
 // The few layers every architecture shares: linear and embedding over dense or quantized
 // weights. Architectures write their own attention and MLP from these (as mlx-lm does).
 import {
-  add, defaultDevice, dequantize, dequantizeFloat32, type MxArray, matmul, quantizedMatmul, quantizedMatmulRows, type QuantizedWeight, take,
-  transpose, tidy,
+  add, cpuTilesTake, defaultDevice, dequantize, dequantizeFloat32, type MxArray, matmul, quantizedMatmul, quantizedMatmulRows, type QuantizedWeight,
+  take, transpose, tidy,
 } from "../mlx/index.ts";
 
 export type Weight = MxArray | QuantizedWeight;
@@ -14,7 +14,8 @@ export function isQuantized(w: Weight): w is QuantizedWeight {
 /**
  * Up to this many rows (tokens in one forward: decode batches, short prompts), quantized weights
  * on the CPU go through the project's kernel, which unpacks each packed weight once per 8 rows;
- * above it (prefill) a float32 copy of the one layer's weights feeds BLAS. One matmul alone
+ * above it (prefill) a float32 copy of the one layer's weights feeds BLAS, unless the CPU has AMX
+ * tiles: the kernel then runs every row count, on tiles from 16 rows (ffi/qmm_amx.cpp). One matmul alone
  * (bench:qmm) crosses over near 16 rows, but a whole SmolLM2 forward, where the float32 copies
  * also evict the caches, crosses near 50: 17 rows took 49 ms through the kernel and 84 ms
  * through BLAS, 48 rows 102 and 110 ms, 64 rows 134 and 124 ms.
@@ -32,8 +33,17 @@ function quantizedLinear(x: MxArray, w: QuantizedWeight): MxArray {
   if (defaultDevice() !== "cpu") return quantizedMatmul(x, w);
   const shape = x.shape;
   const rows = shape.slice(0, -1).reduce((a, b) => a * b, 1);
-  if (rows <= CPU_KERNEL_MAX_ROWS) return quantizedMatmulRows(x, w);
+  if (rows <= CPU_KERNEL_MAX_ROWS || tilesTake(w)) return quantizedMatmulRows(x, w);
   return matmul(x, transpose(dequantizeFloat32(w)));
+}
+
+const tiles = new Map<string, boolean>();
+
+function tilesTake(w: QuantizedWeight): boolean {
+  const key = `${w.groupSize}/${w.bits}`;
+  let takes = tiles.get(key);
+  if (takes === undefined) tiles.set(key, (takes = cpuTilesTake(w.groupSize, w.bits)));
+  return takes;
 }
 
 /** Rows of the embedding table for token ids of any shape: (..., D). */

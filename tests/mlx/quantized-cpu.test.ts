@@ -1,6 +1,8 @@
-// The project's CPU kernel for quantized matmuls with few rows (ffi/qmm_cpu.cpp) against MLX's
-// quantized_matmul and against a plain-TypeScript product over weights unpacked independently.
+// The project's CPU kernel for quantized matmuls (ffi/qmm_cpu.cpp; from 16 rows on AMX tiles,
+// ffi/qmm_amx.cpp, where the CPU has them) against MLX's quantized_matmul and against a
+// plain-TypeScript product over weights unpacked independently.
 import { describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
 import * as mx from "../../shared/mlx/index.ts";
 import { Dtype, type QuantizedWeight } from "../../shared/mlx/index.ts";
 import { expectClose, seeded } from "../helpers/numeric.ts";
@@ -42,7 +44,16 @@ function quantized(n: number, k: number, group: number, bits: number, seed: numb
 }
 
 const free = (q: QuantizedWeight) => mx.dispose([q.w, q.scales, q.biases]);
-const ROWS = [1, 3, 8, 17, 48];
+const ROWS = [1, 3, 8, 17, 48, 136];
+// Rows from which the kernel runs on tiles, where the CPU has them (AMX_MIN_ROWS in qmm_cpu.cpp).
+const TILE_ROWS = 16;
+
+/** What /proc/cpuinfo says about AMX with bf16 (the tiles need the AVX-512 bf16 conversions too). */
+function cpuHasAmx(): boolean {
+  if (process.platform !== "linux" || process.arch !== "x64" || process.env.SEMANTIC_AMX === "0") return false;
+  const flags = readFileSync("/proc/cpuinfo", "utf8").match(/^flags\s*:(.*)$/m)?.[1].split(/\s+/) ?? [];
+  return ["amx_tile", "amx_bf16", "avx512_bf16"].every((f) => flags.includes(f));
+}
 
 describe("quantizedMatmulRows (CPU kernel)", () => {
   test("the kernel takes 2, 4 and 8 bits in groups of 32, 64, 128; not 3 bits", () => {
@@ -50,6 +61,11 @@ describe("quantizedMatmulRows (CPU kernel)", () => {
     expect(mx.cpuKernelTakes(32, 3)).toBe(false);
     expect(mx.cpuKernelTakes(16, 4)).toBe(false);
     expect(mx.quantizedMatmulThreads()).toBeGreaterThanOrEqual(1);
+  });
+
+  test("the tiles take 4 and 8 bits exactly where the CPU has AMX (this CPU: " + (cpuHasAmx() ? "yes" : "no") + ")", () => {
+    for (const bits of [4, 8]) for (const g of [32, 64, 128]) expect(mx.cpuTilesTake(g, bits)).toBe(cpuHasAmx());
+    expect(mx.cpuTilesTake(32, 2)).toBe(false);
   });
 
   // SmolLM2-135M's layer shapes: (out, in) of gate/up and of down.
@@ -95,6 +111,24 @@ describe("quantizedMatmulRows (CPU kernel)", () => {
       }
     }, 120_000);
 
+  test("outputs and rows that fill no whole tile block: 100 outputs, 16 to 47 rows, 4 and 8 bits, groups 32 to 128", () => {
+    for (const bits of [4, 8])
+      for (const group of [32, 64, 128]) {
+        const n = 100, k = 256;
+        const q = quantized(n, k, group, bits, 17 * bits + group);
+        try {
+          const { w } = dequantRef(q);
+          for (const m of [16, 31, 33, 47])
+            mx.tidy(() => {
+              const xs = seeded(m * k, 300 + m);
+              expectClose(mx.quantizedMatmulRows(f32(xs, [m, k]), q).toFloat32(), linearRef(xs, w, m, k, n), 1e-4, 1e-4, `${bits} bits, group ${group}, rows ${m}`);
+            });
+        } finally {
+          free(q);
+        }
+      }
+  });
+
   test("2 bits and group 128 match MLX", () => {
     for (const [bits, group] of [[2, 32], [2, 128], [4, 128], [8, 128]]) {
       const q = quantized(96, 256, group, bits, 3 * bits + group);
@@ -109,16 +143,19 @@ describe("quantizedMatmulRows (CPU kernel)", () => {
     }
   });
 
-  test("each row's result is bit-identical whatever the number of rows (batched = alone)", () => {
+  test("each row's result is bit-identical whatever the number of rows on the same path (batched = alone)", () => {
     const n = 1536, k = 576;
     const q = quantized(n, k, 32, 4, 5);
     try {
       mx.tidy(() => {
-        const xs = seeded(17 * k, 77);
-        const all = mx.quantizedMatmulRows(f32(xs, [17, k]), q).toFloat32();
-        for (const m of [1, 8]) {
-          const some = mx.quantizedMatmulRows(f32(xs.subarray(0, m * k), [m, k]), q).toFloat32();
-          expect(Array.from(some)).toEqual(Array.from(all.subarray(0, m * n)));
+        const xs = seeded(70 * k, 77);
+        // Below TILE_ROWS the row kernel; from it the tiles where the CPU has them (else the row kernel again).
+        for (const [most, fewer] of [[TILE_ROWS - 1, [1, 8]], [70, [TILE_ROWS, 17, 40]]] as const) {
+          const all = mx.quantizedMatmulRows(f32(xs.subarray(0, most * k), [most, k]), q).toFloat32();
+          for (const m of fewer) {
+            const some = mx.quantizedMatmulRows(f32(xs.subarray(0, m * k), [m, k]), q).toFloat32();
+            expect(Array.from(some)).toEqual(Array.from(all.subarray(0, m * n)));
+          }
         }
       });
     } finally {

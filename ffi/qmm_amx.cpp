@@ -1,0 +1,287 @@
+// x @ dequantize(w).T for many rows on AMX tiles (see amx.h), near float32 accuracy.
+//
+// Tiles multiply bf16 (8 significant bits), so each float32 operand v is split into
+// hi = bf16(v) and lo = bf16(v - hi), and the product is hi·hi + lo·hi + hi·lo: 16 bits of each
+// operand, the dropped lo·lo term about 2^-16 of the result, which float32 sums of a few thousand
+// terms already differ by. Three tile products cost less than a fifth of one float32 product.
+//
+// The output is computed transposed, out.T = w @ x.T: the weights are then the tiles' row
+// operand, which takes a row-major panel as it is dequantized (no transposition of the large
+// matrix); x, the small one, is repacked once per call into the pairs layout the column operand
+// needs. Each panel of NB weight rows is dequantized once, into L2, and used for every row of x.
+
+#include "qmm_amx.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "amx.h"
+#include "cpu_parallel.h"
+
+namespace semantic::cpu {
+
+#if defined(SEMANTIC_AMX)
+namespace {
+
+constexpr int NB = 32;  // weight rows per panel: two row tiles
+constexpr int MB = 32;  // rows of x per block: two column tiles
+constexpr int KT = 32;  // bf16 per tile row
+// K is taken KB chunks of KT at a time: the panel's slice for them (hi and lo, 4 KB a chunk) is
+// dequantized just before use and stays in L1 while every row block of x streams past it.
+constexpr int KB = 6;
+
+// Both operands are stored tile by tile, each tile's 16 rows of 64 bytes contiguous (1 KB), so a
+// tile load reads 16 consecutive cache lines (rows K or M apart alias in L1 and run at a third of
+// the speed). Tile (t, c) covers rows 16t .. 16t + 15 and the 32 values of K from 32c.
+inline size_t tile_at(int t, int c, int chunks) {
+  return (static_cast<size_t>(t) * chunks + c) * 512;
+}
+
+// A growable buffer whose data starts on a cache line: a tile row that straddles two lines
+// loads at under half the speed.
+template <typename T>
+class LineBuffer {
+ public:
+  T* get(size_t n) {
+    if (n > size_) {
+      storage_.assign(n + 64 / sizeof(T), T{});
+      size_ = n;
+    }
+    const auto at = reinterpret_cast<uintptr_t>(storage_.data());
+    return reinterpret_cast<T*>((at + 63) & ~static_cast<uintptr_t>(63));
+  }
+
+ private:
+  std::vector<T> storage_;
+  size_t size_ = 0;
+};
+
+// x's rows as the column operand: in tile (t, c), row r holds the pairs (k, k + 1) = (32c + 2r,
+// 32c + 2r + 1) of x's rows 16t .. 16t + 15 side by side. Rows M .. Mp are zero; hi and lo halves.
+struct PackedX {
+  uint16_t* hi;
+  uint16_t* lo;
+  int Mp;
+};
+
+// 32 floats (a then b) as bf16 hi and lo halves, in order.
+inline void split(__m512 a, __m512 b, __m512i& hi, __m512i& lo) {
+  hi = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(b, a));
+  const __m512 ha = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(hi)), 16));
+  const __m512 hb = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(hi, 1)), 16));
+  lo = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(_mm512_sub_ps(b, hb), _mm512_sub_ps(a, ha)));
+}
+
+// r[i][j] becomes r[j][i] for 16 rows of 16 32-bit lanes.
+inline void transpose16(__m512i r[16]) {
+  __m512i t[16];
+  for (int i = 0; i < 8; i++) {
+    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; i++) {
+    r[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+    r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+    r[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+    r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+  }
+  for (int i = 0; i < 2; i++) {
+    for (int j = 0; j < 4; j++) {
+      t[8 * i + j] = _mm512_shuffle_i32x4(r[8 * i + j], r[8 * i + 4 + j], 0x88);
+      t[8 * i + 4 + j] = _mm512_shuffle_i32x4(r[8 * i + j], r[8 * i + 4 + j], 0xdd);
+    }
+  }
+  for (int j = 0; j < 8; j++) {
+    r[j] = _mm512_shuffle_i32x4(t[j], t[8 + j], 0x88);
+    r[8 + j] = _mm512_shuffle_i32x4(t[j], t[8 + j], 0xdd);
+  }
+}
+
+struct PackJob {
+  const Problem* p;
+  PackedX* x;
+};
+
+// Row tiles [t0, t1) of x into the pairs layout: the 32 values of a row in a K chunk are 16
+// pairs, and 16 rows' pairs transposed are the tile's rows.
+void pack_rows(void* ctx, int t0, int t1) {
+  auto& job = *static_cast<PackJob*>(ctx);
+  const Problem& p = *job.p;
+  const int chunks = p.K / KT;
+  for (int t = t0; t < t1; t++) {
+    for (int c = 0; c < chunks; c++) {
+      __m512i hi[16], lo[16];
+      for (int i = 0; i < 16; i++) {
+        const int m = 16 * t + i;
+        const float* row = p.x + static_cast<size_t>(m) * p.K + c * KT;
+        const bool real = m < p.M;
+        split(real ? _mm512_loadu_ps(row) : _mm512_setzero_ps(), real ? _mm512_loadu_ps(row + 16) : _mm512_setzero_ps(), hi[i], lo[i]);
+      }
+      transpose16(hi);
+      transpose16(lo);
+      const size_t at = tile_at(t, c, chunks);
+      for (int r = 0; r < 16; r++) {
+        _mm512_store_si512(job.x->hi + at + r * KT, hi[r]);
+        _mm512_store_si512(job.x->lo + at + r * KT, lo[r]);
+      }
+    }
+  }
+}
+
+// K chunks [c0, c1) of weight rows n0 .. n0 + NB - 1 dequantized into hi and lo halves, as
+// NB / 16 row tiles of KB chunks; rows past N are zero.
+template <int BITS, int G>
+void dequantize_slice(const Problem& p, int n0, int c0, int c1, uint16_t* hi, uint16_t* lo) {
+  const int groups = p.K / G, words = p.K * BITS / 32;
+  for (int i = 0; i < NB; i++) {
+    const int n = n0 + i;
+    const uint32_t* row = p.w + static_cast<size_t>(n) * words;
+    const float* s = p.scales + static_cast<size_t>(n) * groups;
+    const float* b = p.biases + static_cast<size_t>(n) * groups;
+    for (int c = c0; c < c1; c++) {
+      const size_t at = tile_at(i / 16, c - c0, KB) + (i % 16) * KT;
+      if (n >= p.N) {
+        std::memset(hi + at, 0, KT * sizeof *hi);
+        std::memset(lo + at, 0, KT * sizeof *lo);
+        continue;
+      }
+      // A group holds whole tile rows (G >= 32).
+      const int k = c * KT;
+      const vf scale = splat(s[k / G]), bias = splat(b[k / G]);
+      __m512i vh, vl;
+      split((__m512)(unpack<BITS>(row, k) * scale + bias), (__m512)(unpack<BITS>(row, k + 16) * scale + bias), vh, vl);
+      _mm512_store_si512(hi + at, vh);
+      _mm512_store_si512(lo + at, vl);
+    }
+  }
+}
+
+using DequantizeFn = void (*)(const Problem&, int, int, int, uint16_t*, uint16_t*);
+
+// One K chunk for the 2x2 block: accumulators 0..3, weight tiles 4, 5 (`w` and the next row
+// tile, w_next apart), x tiles 6, 7 (likewise).
+inline void tile_step(const uint16_t* w, size_t w_next, const uint16_t* x, size_t x_next) {
+  _tile_loadd(4, w, 64);
+  _tile_loadd(5, w + w_next, 64);
+  _tile_loadd(6, x, 64);
+  _tile_loadd(7, x + x_next, 64);
+  _tile_dpbf16ps(0, 4, 6);
+  _tile_dpbf16ps(1, 4, 7);
+  _tile_dpbf16ps(2, 5, 6);
+  _tile_dpbf16ps(3, 5, 7);
+}
+
+// out[m, n0 .. n0 + NB) for every row m of x. The 2x2 blocks of sums wait in `sums` between K
+// slices, 4 tiles per block of MB rows.
+void panel_product(const Problem& p, const PackedX& x, DequantizeFn dequantize, uint16_t* wh, uint16_t* wl, int n0, float* sums) {
+  const int chunks = p.K / KT, Mp = x.Mp;
+  const size_t w_next = tile_at(1, 0, KB), x_next = tile_at(1, 0, chunks);
+  for (int k0 = 0; k0 < chunks; k0 += KB) {
+    const int k1 = std::min(chunks, k0 + KB);
+    dequantize(p, n0, k0, k1, wh, wl);
+    for (int m0 = 0; m0 < Mp; m0 += MB) {
+      float* c = sums + static_cast<size_t>(m0) * 32;  // 4 tiles of 16 x 16
+      if (k0 == 0) {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+      } else {
+        _tile_loadd(0, c, 64);
+        _tile_loadd(1, c + 256, 64);
+        _tile_loadd(2, c + 512, 64);
+        _tile_loadd(3, c + 768, 64);
+      }
+      for (int k = k0; k < k1; k++) {
+        const size_t w = tile_at(0, k - k0, KB), xt = tile_at(m0 / 16, k, chunks);
+        tile_step(wh + w, w_next, x.hi + xt, x_next);
+        tile_step(wl + w, w_next, x.hi + xt, x_next);
+        tile_step(wh + w, w_next, x.lo + xt, x_next);
+      }
+      _tile_stored(0, c, 64);
+      _tile_stored(1, c + 256, 64);
+      _tile_stored(2, c + 512, 64);
+      _tile_stored(3, c + 768, 64);
+    }
+  }
+  // Tile 2a + b of a block holds out.T[n0 + 16a + i, m0 + 16b + j] at [i][j]: transposed, its
+  // row j is 16 outputs of row m0 + 16b + j.
+  for (int m0 = 0; m0 < p.M; m0 += 16) {
+    const float* block = sums + static_cast<size_t>(m0 / MB) * MB * 32;
+    const int b = m0 % MB / 16;
+    for (int a = 0; a < 2; a++) {
+      const int n = n0 + 16 * a;
+      if (n >= p.N) break;
+      __m512i r[16];
+      for (int i = 0; i < 16; i++) r[i] = _mm512_load_si512(block + (2 * a + b) * 256 + i * 16);
+      transpose16(r);
+      const __mmask16 valid = p.N - n >= 16 ? 0xffff : static_cast<__mmask16>((1u << (p.N - n)) - 1);
+      for (int j = 0; j < 16 && m0 + j < p.M; j++) _mm512_mask_storeu_epi32(p.out + static_cast<size_t>(m0 + j) * p.N + n, valid, r[j]);
+    }
+  }
+}
+
+struct PanelJob {
+  const Problem* p;
+  const PackedX* x;
+  DequantizeFn dequantize;
+};
+
+void run_panels(void* ctx, int first, int last) {
+  auto& job = *static_cast<PanelJob*>(ctx);
+  const Problem& p = *job.p;
+  thread_local LineBuffer<uint16_t> hi_buffer, lo_buffer;
+  thread_local LineBuffer<float> sums_buffer;
+  uint16_t* hi = hi_buffer.get(static_cast<size_t>(NB) * KB * KT);
+  uint16_t* lo = lo_buffer.get(static_cast<size_t>(NB) * KB * KT);
+  float* sums = sums_buffer.get(static_cast<size_t>(job.x->Mp) * NB);
+  amx_configure_thread();
+  for (int panel = first; panel < last; panel++) panel_product(p, *job.x, job.dequantize, hi, lo, panel * NB, sums);
+}
+
+template <int BITS>
+DequantizeFn pick_group(int group_size) {
+  switch (group_size) {
+    case 32: return dequantize_slice<BITS, 32>;
+    case 64: return dequantize_slice<BITS, 64>;
+    case 128: return dequantize_slice<BITS, 128>;
+    default: return nullptr;
+  }
+}
+
+DequantizeFn pick(int bits, int group_size) {
+  switch (bits) {
+    case 4: return pick_group<4>(group_size);
+    case 8: return pick_group<8>(group_size);
+    default: return nullptr;
+  }
+}
+
+}  // namespace
+
+bool qmm_amx_takes(int bits, int group_size, int K) {
+  return amx_available() && pick(bits, group_size) && K % KT == 0 && K > 0;
+}
+
+void qmm_amx(const Problem& p, int bits, int group_size) {
+  if (p.M == 0 || p.N == 0) return;
+  thread_local LineBuffer<uint16_t> hi, lo;
+  const int Mp = (p.M + MB - 1) / MB * MB;
+  const size_t size = static_cast<size_t>(Mp) * p.K;
+  PackedX x{hi.get(size), lo.get(size), Mp};
+  PackJob pack{&p, &x};
+  parallel_for(pack_rows, &pack, x.Mp / 16, 1);
+  PanelJob job{&p, &x, pick(bits, group_size)};
+  parallel_for(run_panels, &job, (p.N + NB - 1) / NB, 1);
+}
+#else
+bool qmm_amx_takes(int, int, int) {
+  return false;
+}
+
+void qmm_amx(const Problem&, int, int) {}
+#endif
+
+}  // namespace semantic::cpu
