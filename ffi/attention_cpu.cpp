@@ -1,22 +1,22 @@
-// The CPU kernel behind semantic::attention (see attention_cpu.h).
+// The CPU kernel behind semantic::attention (see attention_cpu.h); with many query rows on a CPU
+// with AMX, attention_amx.cpp instead. The work items and the online softmax are in
+// attention_rows.h.
 //
-// One work item is one key/value head of one sequence and a block of query rows that read it
-// (the grouped query heads of a few positions). It walks the keys in tiles of TK fixed key
-// indices; each row keeps a running maximum, sum and output (online softmax) and never
-// materializes its scores. Rows go in groups of RB whose scores and outputs stay in registers, so
-// each K and V vector loaded serves the whole group. With many rows, each tile of K is transposed
-// once into a small buffer, so a row's TK scores come out as whole vectors.
+// Rows go in groups of RB whose scores and outputs stay in registers, so each K and V vector
+// loaded serves the whole group. With many rows, each tile of K is transposed once into a small
+// buffer, so a row's TK scores come out as whole vectors.
 
 #include "attention_cpu.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <limits>
 #include <memory>
 #include <stdexcept>
 #include <vector>
 
+#include "attention_amx.h"
+#include "attention_rows.h"
 #include "cpu_parallel.h"
 #include "cpu_primitive.h"
 #include "cpu_simd.h"
@@ -28,29 +28,9 @@ namespace semantic {
 namespace {
 
 using namespace cpu;
+using Problem = AttentionProblem;
 
-constexpr int TK = 64;  // keys per tile
 constexpr int ROWS_PER_ITEM = 64;  // query rows sharing one transposed tile
-constexpr float NEG_INF = -std::numeric_limits<float>::infinity();
-
-// The keys and values as segments along the sequence (a request's cache blocks, then its own
-// tail): segment i holds positions start[i] .. start[i + 1] - 1.
-struct Segments {
-  std::vector<View> k, v;
-  std::vector<int> start;
-};
-
-struct Problem {
-  View q;
-  Segments kv;
-  const bool* mask;  // (B, Hq, L, S) through strides m0..m3 (broadcast dimensions have 0), or null
-  int64_t m0, m1, m2, m3;
-  float* out;  // (B, Hq, L, D), row-contiguous
-  int B, Hq, Hkv, L, S;
-  bool causal;
-  float scale;
-  int itemsPerHead;
-};
 
 // Rows per item up to which scores are dot products rather than a transposed tile.
 constexpr int FEW_ROWS = 4;
@@ -61,43 +41,6 @@ constexpr int RB = W == 16 ? 4 : 2;
 constexpr int CB = 4;
 static_assert(ROWS_PER_ITEM % RB == 0);
 
-// Masks the scores `s` (TK) of keys j0.. that `row` does not see, and folds them into the row's
-// online softmax: s becomes the weights exp(s - m) (0 where unseen) and `alpha` the factor that
-// rescales what the row summed so far.
-template <typename Row>
-void softmax_tile(Row& row, float* s, int j0, int nk, const Problem& p, float& alpha) {
-  alpha = 1.0f;
-  const int last = std::min(nk - 1, row.hi - j0);
-  if (row.hi < j0 || row.lo >= j0 + TK) {
-    std::fill(s, s + TK, 0.0f);
-    return;
-  }
-  for (int j = last + 1; j < TK; j++) s[j] = NEG_INF;
-  for (int j = 0; j < row.lo - j0; j++) s[j] = NEG_INF;
-  if (row.mask)
-    for (int j = std::max(0, row.lo - j0); j <= last; j++)
-      if (!row.mask[(j0 + j) * p.m3]) s[j] = NEG_INF;
-  vf mv = splat(NEG_INF);
-  for (int g = 0; g < TK / W; g++) mv = vmax(loadv(s + g * W), mv);
-  const float tileMax = hmax(mv);
-  if (tileMax == NEG_INF) {
-    std::fill(s, s + TK, 0.0f);
-    return;
-  }
-  const float m = std::max(row.m, tileMax);
-  alpha = row.m == NEG_INF ? 0.0f : std::exp(row.m - m);
-  vf sum = vf{};
-  for (int g = 0; g < TK / W; g++) {
-    const vf x = loadv(s + g * W);
-    const vi seen = x > splat(NEG_INF);
-    const vf e = (vf)((vi)exp_nonpositive(x - m) & seen);
-    storev(s + g * W, e);
-    sum += e;
-  }
-  row.l = row.l * alpha + hsum(sum);
-  row.m = m;
-}
-
 template <int D>
 inline float dot(const float* a, const float* b) {
   vf acc = vf{};
@@ -106,45 +49,12 @@ inline float dot(const float* a, const float* b) {
 }
 
 template <int D>
-struct Row {
-  float q[D];
-  float o[D];
-  float m, l;
-  int h, i, lo, hi;  // head, position, first and last key seen
-  const bool* mask;  // this row's S mask entries (stride m3), or null
-};
-
-template <int D>
 void run_item(const Problem& p, int item) {
-  const int rep = p.Hq / p.Hkv, R = p.L * rep;
-  const int b = item / (p.Hkv * p.itemsPerHead);
-  const int kvh = (item / p.itemsPerHead) % p.Hkv;
-  const int r0 = (item % p.itemsPerHead) * ROWS_PER_ITEM, r1 = std::min(R, r0 + ROWS_PER_ITEM);
+  const Item it = item_of(p, item);
+  const int n = it.n;
   Row<D> rows[ROWS_PER_ITEM];
-  const int n = r1 - r0;
-  int lo = p.S, hi = -1;
-  for (int r = 0; r < n; r++) {
-    Row<D>& row = rows[r];
-    row.i = (r0 + r) / rep;
-    row.h = kvh * rep + (r0 + r) % rep;
-    const float* q = p.q.p + b * p.q.s0 + row.h * p.q.s1 + row.i * p.q.s2;
-    for (int d = 0; d < D; d += W) storev(row.q + d, loadv(q + d) * p.scale);
-    for (int d = 0; d < D; d += W) storev(row.o + d, vf{});
-    row.m = NEG_INF;
-    row.l = 0;
-    row.mask = nullptr;
-    row.lo = 0;
-    row.hi = p.S - 1;
-    if (p.causal) {
-      row.hi = std::min(p.S - 1, std::max(0, p.S - p.L) + row.i);
-    } else if (p.mask) {
-      row.mask = p.mask + b * p.m0 + row.h * p.m1 + row.i * p.m2;
-      row.lo = p.S, row.hi = -1;
-      for (int j = 0; j < p.S; j++)
-        if (row.mask[j * p.m3]) row.lo = std::min(row.lo, j), row.hi = j;
-    }
-    lo = std::min(lo, row.lo), hi = std::max(hi, row.hi);
-  }
+  int lo, hi;
+  start_rows<D>(p, it, rows, lo, hi);
   // The last group's missing rows see no key and multiply zeros; their results are never read.
   for (int r = n; r < (n + RB - 1) / RB * RB; r++) {
     Row<D>& row = rows[r];
@@ -163,13 +73,7 @@ void run_item(const Problem& p, int item) {
   size_t seg = 0;
   for (int j0 = lo >= 0 ? lo / TK * TK : 0; j0 <= hi; j0 += TK) {
     const int nk = std::min(TK, p.S - j0);
-    for (int j = 0; j < nk; j++) {
-      while (j0 + j >= p.kv.start[seg + 1]) seg++;
-      const View &k = p.kv.k[seg], &v = p.kv.v[seg];
-      const int64_t at = j0 + j - p.kv.start[seg];
-      krow[j] = k.p + b * k.s0 + kvh * k.s1 + at * k.s2;
-      vrow[j] = v.p + b * v.s0 + kvh * v.s1 + at * v.s2;
-    }
+    tile_rows(p, it, j0, nk, seg, krow, vrow);
     if (transpose) {
       for (int j = 0; j < nk; j++) {
         const float* key = krow[j];
@@ -184,7 +88,7 @@ void run_item(const Problem& p, int item) {
       int last = -1;
       for (int r = 0; r < nr; r++) {
         const Row<D>& row = group[r];
-        if (row.hi >= j0 && row.lo < j0 + TK) last = std::max(last, std::min(nk - 1, row.hi - j0));
+        if (sees_tile(row, j0)) last = std::max(last, std::min(nk - 1, row.hi - j0));
       }
       if (last < 0) continue;
       if (transpose) {
@@ -223,13 +127,7 @@ void run_item(const Problem& p, int item) {
       }
     }
   }
-  for (int r = 0; r < n; r++) {
-    const Row<D>& row = rows[r];
-    float* out = p.out + ((static_cast<int64_t>(b) * p.Hq + row.h) * p.L + row.i) * D;
-    // A query that sees no key gets zeros (MLX's unfused path would give NaN).
-    const vf inv = splat(row.l > 0 ? 1.0f / row.l : 0.0f);
-    for (int d = 0; d < D; d += W) storev(out + d, loadv(row.o + d) * inv);
-  }
+  finish_rows<D>(p, it, rows);
 }
 
 template <int D>
@@ -241,7 +139,11 @@ void run_items(void* ctx, int begin, int end) {
 // context): waking the pool costs more than it saves.
 constexpr double SERIAL_WORK = 1 << 18;
 
-void run(const Problem& p, int D) {
+void run(Problem& p, int D) {
+  const int rows = p.L * (p.Hq / p.Hkv);
+  if (attention_tiles_take(rows, D)) return attention_tiles(p, D);
+  p.rowsPerItem = ROWS_PER_ITEM;
+  p.itemsPerHead = (rows + ROWS_PER_ITEM - 1) / ROWS_PER_ITEM;
   auto fn = D == 64 ? run_items<64> : D == 128 ? run_items<128> : run_items<256>;
   const int items = p.B * p.Hkv * p.itemsPerHead;
   const double work = 2.0 * p.B * p.Hq * p.L * static_cast<double>(p.S) * D;
@@ -261,7 +163,7 @@ class AttentionCpu : public mx::UnaryPrimitive {
       // Views of strided segments may copy into these; one buffer each, never resized after.
       std::vector<std::vector<float>> scratch(2 * n + 1);
       Problem p{view4(q, scratch[0]), {}, nullptr, 0, 0, 0, 0, out.data<float>(),
-                q.shape(0), q.shape(1), in[1].shape(1), q.shape(2), 0, causal, scale, 0};
+                q.shape(0), q.shape(1), in[1].shape(1), q.shape(2), 0, causal, scale, 0, 0};
       p.kv.start.push_back(0);
       for (int i = 0; i < n; i++) {
         p.kv.k.push_back(view4(in[1 + i], scratch[1 + i]));
@@ -273,7 +175,6 @@ class AttentionCpu : public mx::UnaryPrimitive {
         p.mask = m.data<bool>();
         p.m0 = m.strides()[0], p.m1 = m.strides()[1], p.m2 = m.strides()[2], p.m3 = m.strides()[3];
       }
-      p.itemsPerHead = (p.L * (p.Hq / p.Hkv) + ROWS_PER_ITEM - 1) / ROWS_PER_ITEM;
       run(p, q.shape(3));
     });
   }
@@ -318,6 +219,10 @@ bool takes(const mx::Stream& s, const mx::array& q, const std::vector<mx::array>
 }
 
 }  // namespace
+
+bool attention_on_tiles(int rows_per_head, int head_dim) {
+  return cpu::attention_tiles_take(rows_per_head, head_dim);
+}
 
 mx::array attention(const mx::array& q, const std::vector<mx::array>& ks, const std::vector<mx::array>& vs, float scale, const std::string& mask_mode, const std::optional<mx::array>& mask) {
   auto s = mx::default_stream(mx::default_device());

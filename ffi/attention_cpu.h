@@ -29,4 +29,10 @@ mlx::core::array attention(
     const std::string& mask_mode,
     const std::optional<mlx::core::array>& mask);
 
+/**
+ * Whether attention runs on AMX tiles (attention_amx.cpp) for this many query rows per key/value
+ * head (L x Hq / Hkv) and head size: on a CPU with AMX, from 16 rows.
+ */
+bool attention_on_tiles(int rows_per_head, int head_dim);
+
 }  // namespace semantic

@@ -10,6 +10,10 @@
 
 #include "mlx/array.h"
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 namespace semantic::cpu {
 
 // Lanes per vector: 16 where AVX-512 has the registers for them (twice the work per instruction),
@@ -38,10 +42,16 @@ inline vf splat(float f) {
   return vf{} + f;
 }
 
+// Horizontal sum and maximum: AVX-512's reductions are a tree of four shuffles, where the lane
+// loop is a chain of sixteen dependent adds (the attention's softmax runs two per row and tile).
 inline float hsum(vf v) {
+#if defined(__AVX512F__)
+  return _mm512_reduce_add_ps(reinterpret_cast<__m512>(v));
+#else
   float s = 0;
   for (int i = 0; i < W; i++) s += v[i];
   return s;
+#endif
 }
 
 // a where the mask m (a comparison's all-ones lanes) is set, else b.
@@ -55,9 +65,13 @@ inline vf vmax(vf a, vf b) {
 }
 
 inline float hmax(vf v) {
+#if defined(__AVX512F__)
+  return _mm512_reduce_max_ps(reinterpret_cast<__m512>(v));
+#else
   float m = v[0];
   for (int i = 1; i < W; i++) m = v[i] > m ? v[i] : m;
   return m;
+#endif
 }
 
 // exp(x) for x <= 0 (a value minus its row's maximum), to about 2 ulp: 2^n * p(r) with

@@ -39,25 +39,6 @@ inline size_t tile_at(int t, int c, int chunks) {
   return (static_cast<size_t>(t) * chunks + c) * 512;
 }
 
-// A growable buffer whose data starts on a cache line: a tile row that straddles two lines
-// loads at under half the speed.
-template <typename T>
-class LineBuffer {
- public:
-  T* get(size_t n) {
-    if (n > size_) {
-      storage_.assign(n + 64 / sizeof(T), T{});
-      size_ = n;
-    }
-    const auto at = reinterpret_cast<uintptr_t>(storage_.data());
-    return reinterpret_cast<T*>((at + 63) & ~static_cast<uintptr_t>(63));
-  }
-
- private:
-  std::vector<T> storage_;
-  size_t size_ = 0;
-};
-
 // x's rows as the column operand: in tile (t, c), row r holds the pairs (k, k + 1) = (32c + 2r,
 // 32c + 2r + 1) of x's rows 16t .. 16t + 15 side by side. Rows M .. Mp are zero; hi and lo halves.
 struct PackedX {
@@ -65,39 +46,6 @@ struct PackedX {
   uint16_t* lo;
   int Mp;
 };
-
-// 32 floats (a then b) as bf16 hi and lo halves, in order.
-inline void split(__m512 a, __m512 b, __m512i& hi, __m512i& lo) {
-  hi = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(b, a));
-  const __m512 ha = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(hi)), 16));
-  const __m512 hb = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(hi, 1)), 16));
-  lo = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(_mm512_sub_ps(b, hb), _mm512_sub_ps(a, ha)));
-}
-
-// r[i][j] becomes r[j][i] for 16 rows of 16 32-bit lanes.
-inline void transpose16(__m512i r[16]) {
-  __m512i t[16];
-  for (int i = 0; i < 8; i++) {
-    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
-  }
-  for (int i = 0; i < 4; i++) {
-    r[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
-    r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
-    r[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
-    r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
-  }
-  for (int i = 0; i < 2; i++) {
-    for (int j = 0; j < 4; j++) {
-      t[8 * i + j] = _mm512_shuffle_i32x4(r[8 * i + j], r[8 * i + 4 + j], 0x88);
-      t[8 * i + 4 + j] = _mm512_shuffle_i32x4(r[8 * i + j], r[8 * i + 4 + j], 0xdd);
-    }
-  }
-  for (int j = 0; j < 8; j++) {
-    r[j] = _mm512_shuffle_i32x4(t[j], t[8 + j], 0x88);
-    r[8 + j] = _mm512_shuffle_i32x4(t[j], t[8 + j], 0xdd);
-  }
-}
 
 struct PackJob {
   const Problem* p;

@@ -387,6 +387,7 @@ int sm_rope_offsets(sm_array* out, sm_array x, int dims, int traditional, float 
 int sm_sdpa(sm_array* out, sm_array q, const sm_array* ks, const sm_array* vs, int n, float scale, const char* mask_mode, sm_array mask) {
   SM_TRY(*out = wrap(semantic::attention(*q, to_arrays(ks, n), to_arrays(vs, n), scale, std::string(mask_mode), opt(mask))))
 }
+int sm_sdpa_tiles(int* out, int rows_per_head, int head_dim) { SM_TRY(*out = semantic::attention_on_tiles(rows_per_head, head_dim) ? 1 : 0) }
 // MLX's own attention, whatever the device: the reference the CPU kernel is tested and measured against.
 int sm_sdpa_mlx(sm_array* out, sm_array q, sm_array k, sm_array v, float scale, const char* mask_mode, sm_array mask) {
   SM_TRY(*out = wrap(mx::fast::scaled_dot_product_attention(*q, *k, *v, scale, std::string(mask_mode), opt(mask))))

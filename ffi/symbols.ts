@@ -90,6 +90,7 @@ export const symbols = {
   sm_rope: { args: [ptr, ptr, i32, i32, f32, f32, i32, ptr], returns: i32 }, // int (out, x, int dims, int traditional, float base, float scale, int offset, freqs|NULL)
   sm_rope_offsets: { args: [ptr, ptr, i32, i32, f32, f32, ptr, ptr], returns: i32 }, // int (out, x, dims, traditional, base, scale, sm_array offsets, freqs|NULL)
   sm_sdpa: { args: [ptr, ptr, ptr, ptr, i32, f32, ptr, ptr], returns: i32 }, // int (out, q, const sm_array* ks, const sm_array* vs, int n, float scale, const char* mask_mode, mask|NULL)
+  sm_sdpa_tiles: { args: [ptr, i32, i32], returns: i32 }, // int (int* out, int rows_per_head, int head_dim): 1 if the CPU kernel runs on AMX tiles
   sm_sdpa_mlx: { args: [ptr, ptr, ptr, ptr, f32, ptr, ptr], returns: i32 }, // int (out, q, k, v, float scale, const char* mask_mode, mask|NULL): MLX's own kernel, for tests and benchmarks
 
   sm_quantized_matmul: { args: [ptr, ptr, ptr, ptr, ptr, i32, i32, i32], returns: i32 }, // int (out, x, w, scales, biases|NULL, int transpose, int group_size, int bits)

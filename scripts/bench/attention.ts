@@ -1,5 +1,6 @@
 // bun run bench:attention — one layer's attention at the sizes an agent turn runs: the project's
-// CPU kernel (scaledDotProductAttention, ffi/attention_cpu.cpp) against MLX's own
+// CPU kernel (scaledDotProductAttention, ffi/attention_cpu.cpp; from 16 query rows per key/value
+// head on AMX tiles, ffi/attention_amx.cpp, where the CPU has them) against MLX's own
 // scaled_dot_product_attention (unfused on the CPU), in SmolLM2-135M's layout (9 query heads over
 // 3 key/value heads of 64), queries causal over a cache of `context` keys. Random inputs.
 //
@@ -20,6 +21,10 @@ const Hq = 9, Hkv = 3, D = 64, LAYERS = 30;
 await waitForQuiet(Number(process.env.BENCH_QUIET_WAIT ?? 30), (msg) => process.stderr.write(`bench:attention: ${msg}\n`));
 const started = { jiffies: cpuJiffies(), cpu: process.cpuUsage(), at: Bun.nanoseconds() };
 
+// Rows per key/value head = queries x 3 here; the tiles take 16 or more.
+const tilesNote = mx.attentionTilesTake(16, D)
+  ? `; on this CPU, from ${Math.ceil(16 / (Hq / Hkv))} queries both products run on AMX tiles (bf16 halves, three tile products each)`
+  : "";
 const kernels = { ours: mx.scaledDotProductAttention, mlx: mx.mlxScaledDotProductAttention };
 const rows: string[] = [];
 for (const S of CONTEXTS) {
@@ -52,7 +57,7 @@ ${machineLine()}, MLX ${mx.mlxVersion()} (${mx.defaultDevice()}); ours on ${mx.q
 | --- | --- | --- | --- | --- | --- | --- |
 ${rows.join("\n")}
 
-MLX computes attention on the CPU unfused (scores, mask, softmax, product), and its exp alone took ~13 ns per score on this machine; ours streams the keys in tiles of 64 with an online softmax, a vectorized exp and the thread pool the quantized matmul uses. This run took ${runS.toFixed(0)} s; other processes took ${others === undefined ? "an unknown share" : `${(others * 100).toFixed(0)}%`} of the CPUs meanwhile.`;
+MLX computes attention on the CPU unfused (scores, mask, softmax, product), and its exp alone took ~13 ns per score on this machine; ours streams the keys in tiles of 64 with an online softmax, a vectorized exp and the thread pool the quantized matmul uses${tilesNote}. This run took ${runS.toFixed(0)} s; other processes took ${others === undefined ? "an unknown share" : `${(others * 100).toFixed(0)}%`} of the CPUs meanwhile.`;
 
 writeSection("attention", body);
 console.log(body);

@@ -1,9 +1,11 @@
-// bun run bench:qmm — the quantized matmul at decode sizes: the project's CPU kernel
-// (quantizedMatmulRows, ffi/qmm_cpu.cpp) against MLX's quantized_matmul, a float32 matmul over
-// the dequantized weights (what `dense` weights run), and per call our dequantize then that matmul.
-// SmolLM2-135M's shapes, random weights.
+// bun run bench:qmm — the quantized matmul from decode to prefill sizes: the project's CPU kernel
+// (quantizedMatmulRows, ffi/qmm_cpu.cpp; from 16 rows on AMX tiles, ffi/qmm_amx.cpp, where the
+// CPU has them) against MLX's quantized_matmul, a float32 matmul over the dequantized weights
+// (what `dense` weights run), and per call our dequantize then that matmul. SmolLM2-135M's
+// shapes, random weights.
 //
-//   BENCH_ROWS    rows (tokens in the batch), comma-separated (default 1,8,16,32,256)
+//   BENCH_ROWS    rows (tokens in the batch), comma-separated (default 1,8,16,32,136,512: decode,
+//                 an agent's next turn, a prefill chunk)
 //   BENCH_ROUNDS  alternating rounds, best kept (default 3)
 //   BENCH_QUIET_WAIT  seconds to wait for other processes to quiet down first (default 30)
 import * as mx from "../../shared/mlx/index.ts";
@@ -11,7 +13,7 @@ import { CPU_KERNEL_MAX_ROWS } from "../../shared/models/nn.ts";
 import { cpuJiffies, othersShare, secondsPerCall, waitForQuiet } from "./harness.ts";
 import { machineLine, writeSection } from "./markdown-section.ts";
 
-const ROWS = (process.env.BENCH_ROWS ?? "1,8,16,32,256").split(",").map(Number);
+const ROWS = (process.env.BENCH_ROWS ?? "1,8,16,32,136,512").split(",").map(Number);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const TARGET_S = 0.25; // time each measurement for about this long
 const SLOW_LIMIT_S = 2; // one call of MLX's kernel past this: not repeated at larger sizes
@@ -24,10 +26,13 @@ const SHAPES: Shape[] = [
   { name: "lm_head 576→49152", n: 49152, k: 576, bits: 8, group: 32 },
 ];
 
+// Whether this CPU runs ours on AMX tiles from 16 rows (the shapes' packings all take them or none).
+const tiles = mx.cpuTilesTake(32, 4);
+
 type Kernel = "ours" | "mlx" | "dense" | "dequant";
 const KERNELS: Kernel[] = ["ours", "mlx", "dense", "dequant"];
 const LABEL: Record<Kernel, string> = {
-  ours: "ours (quantizedMatmulRows)",
+  ours: tiles ? "ours (quantizedMatmulRows; AMX tiles from 16 rows)" : "ours (quantizedMatmulRows)",
   mlx: "MLX quantized_matmul",
   dense: "dense float32 matmul",
   dequant: "ours dequantize + float32 matmul",
@@ -92,7 +97,10 @@ for (const s of SHAPES) {
   }
 }
 
-const body = `## Quantized matmul at decode sizes (\`bun run bench:qmm\`)
+const models = tiles
+  ? "The models' `linear()` uses ours at every row count on this CPU (AMX tiles from 16 rows)"
+  : `The models' \`linear()\` uses ours up to ${CPU_KERNEL_MAX_ROWS} rows on the CPU and "ours dequantize + float32 matmul" above (prefill)`;
+const body = `## Quantized matmul, decode to prefill sizes (\`bun run bench:qmm\`)
 
 ${machineLine()}, MLX ${mx.mlxVersion()} (${mx.defaultDevice()}); ours on ${mx.quantizedMatmulThreads()} thread(s), OpenBLAS on \`OPENBLAS_NUM_THREADS\`=${process.env.OPENBLAS_NUM_THREADS ?? "its default"}. Random weights in SmolLM2-135M's shapes, x (rows × in) float32; each cell: time per evaluated call (best of ${ROUNDS} alternating rounds, each ~${TARGET_S} s), GFLOP/s = 2·rows·in·out / time, GB/s = weight bytes read / time (packed values + float32 scales and biases for the quantized kernels, float32 weights for dense; "dequantize + matmul" reads the packed bytes, then writes and reads a float32 copy). "ours N×" = that kernel's time / ours: above 1, ours is faster.
 
@@ -100,7 +108,7 @@ ${machineLine()}, MLX ${mx.mlxVersion()} (${mx.defaultDevice()}); ours on ${mx.q
 | --- | --- | ${KERNELS.map(() => "---").join(" | ")} |
 ${lines.join("\n")}
 
-"not run": MLX's kernel took over ${SLOW_LIMIT_S / 4} s a call at fewer rows. The models' \`linear()\` uses ours up to ${CPU_KERNEL_MAX_ROWS} rows on the CPU and "ours dequantize + float32 matmul" above (prefill). This run took ${runS.toFixed(0)} s; other processes took ${others === undefined ? "an unknown share" : `${(others * 100).toFixed(0)}%`} of the CPUs meanwhile.`;
+"not run": MLX's kernel took over ${SLOW_LIMIT_S / 4} s a call at fewer rows. ${models}. This run took ${runS.toFixed(0)} s; other processes took ${others === undefined ? "an unknown share" : `${(others * 100).toFixed(0)}%`} of the CPUs meanwhile.`;
 
 writeSection("qmm", body);
 console.log(body);

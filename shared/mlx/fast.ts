@@ -1,6 +1,6 @@
 // MLX's fused kernels: normalization, rotary embeddings, attention, a gated MLP's gate.
 import type { MxArray } from "./array.ts";
-import { cstr, lib, out } from "./native.ts";
+import { check, cstr, lib, out, readI32 } from "./native.ts";
 import { handles, made } from "./ops.ts";
 
 export function rmsNorm(x: MxArray, weight: MxArray | null, eps: number): MxArray {
@@ -56,6 +56,15 @@ export function scaledDotProductAttention(q: MxArray, k: KV, v: KV, scale: numbe
   const vs = Array.isArray(v) ? v : [v as MxArray];
   if (ks.length !== vs.length) throw new RangeError(`attention over ${ks.length} key segments and ${vs.length} value segments`);
   return made(lib().sm_sdpa(out, q.handle, handles(ks), handles(vs), ks.length, scale, ...maskArgs(mask)));
+}
+
+/**
+ * Whether the CPU kernel runs on AMX tiles (ffi/attention_amx.cpp) for this many query rows per
+ * key/value head (L x Hq / Hkv) and head size: on a CPU with AMX, from 16 rows.
+ */
+export function attentionTilesTake(rowsPerHead: number, headDim: number): boolean {
+  check(lib().sm_sdpa_tiles(out, rowsPerHead, headDim));
+  return readI32() === 1;
 }
 
 /** Keys or values: one array, or segments along the sequence axis. */

@@ -1,0 +1,160 @@
+// What the two attention kernels share (attention_cpu.cpp on vector registers, attention_amx.cpp
+// on AMX tiles): the problem, the work items, each query row's online-softmax state and the
+// per-tile softmax.
+//
+// One work item is one key/value head of one sequence and a block of query rows that read it
+// (the grouped query heads of a few positions). The keys go in tiles of TK fixed key indices;
+// each row keeps a running maximum, sum and output (online softmax) and never materializes its
+// scores.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "cpu_simd.h"
+
+namespace semantic::cpu {
+
+constexpr int TK = 64;  // keys per tile
+constexpr float NEG_INF = -std::numeric_limits<float>::infinity();
+
+// The keys and values as segments along the sequence (a request's cache blocks, then its own
+// tail): segment i holds positions start[i] .. start[i + 1] - 1.
+struct Segments {
+  std::vector<View> k, v;
+  std::vector<int> start;
+};
+
+struct AttentionProblem {
+  View q;
+  Segments kv;
+  const bool* mask;  // (B, Hq, L, S) through strides m0..m3 (broadcast dimensions have 0), or null
+  int64_t m0, m1, m2, m3;
+  float* out;  // (B, Hq, L, D), row-contiguous
+  int B, Hq, Hkv, L, S;
+  bool causal;
+  float scale;
+  int rowsPerItem, itemsPerHead;
+};
+
+template <int D>
+struct Row {
+  float q[D];  // scaled
+  float o[D];
+  float m, l;
+  int h, i, lo, hi;  // head, position, first and last key seen
+  const bool* mask;  // this row's S mask entries (stride m3), or null
+};
+
+// Work item `item`: sequence b, key/value head kvh, its query rows r0 .. r0 + n - 1 (row r is
+// position r / rep of query head kvh * rep + r % rep).
+struct Item {
+  int b, kvh, r0, n;
+};
+
+inline Item item_of(const AttentionProblem& p, int item) {
+  const int R = p.L * (p.Hq / p.Hkv);
+  const int r0 = (item % p.itemsPerHead) * p.rowsPerItem;
+  return {item / (p.Hkv * p.itemsPerHead), (item / p.itemsPerHead) % p.Hkv, r0, std::min(R, r0 + p.rowsPerItem) - r0};
+}
+
+// Sets up the item's rows; [lo, hi] becomes the keys any of them sees.
+template <int D>
+void start_rows(const AttentionProblem& p, const Item& it, Row<D>* rows, int& lo, int& hi) {
+  const int rep = p.Hq / p.Hkv;
+  lo = p.S, hi = -1;
+  for (int r = 0; r < it.n; r++) {
+    Row<D>& row = rows[r];
+    row.i = (it.r0 + r) / rep;
+    row.h = it.kvh * rep + (it.r0 + r) % rep;
+    const float* q = p.q.p + it.b * p.q.s0 + row.h * p.q.s1 + row.i * p.q.s2;
+    for (int d = 0; d < D; d += W) storev(row.q + d, loadv(q + d) * p.scale);
+    for (int d = 0; d < D; d += W) storev(row.o + d, vf{});
+    row.m = NEG_INF;
+    row.l = 0;
+    row.mask = nullptr;
+    row.lo = 0;
+    row.hi = p.S - 1;
+    if (p.causal) {
+      row.hi = std::min(p.S - 1, std::max(0, p.S - p.L) + row.i);
+    } else if (p.mask) {
+      row.mask = p.mask + it.b * p.m0 + row.h * p.m1 + row.i * p.m2;
+      row.lo = p.S, row.hi = -1;
+      for (int j = 0; j < p.S; j++)
+        if (row.mask[j * p.m3]) row.lo = std::min(row.lo, j), row.hi = j;
+    }
+    lo = std::min(lo, row.lo), hi = std::max(hi, row.hi);
+  }
+}
+
+// Whether `row` sees any of the keys j0 .. j0 + TK - 1.
+template <typename Row>
+inline bool sees_tile(const Row& row, int j0) {
+  return row.hi >= j0 && row.lo < j0 + TK;
+}
+
+// The key and value rows of keys j0 .. j0 + nk - 1 for the item's head, walking the segments
+// (`seg` carries over from the previous tile).
+inline void tile_rows(const AttentionProblem& p, const Item& it, int j0, int nk, size_t& seg, const float** krow, const float** vrow) {
+  for (int j = 0; j < nk; j++) {
+    while (j0 + j >= p.kv.start[seg + 1]) seg++;
+    const View &k = p.kv.k[seg], &v = p.kv.v[seg];
+    const int64_t at = j0 + j - p.kv.start[seg];
+    krow[j] = k.p + it.b * k.s0 + it.kvh * k.s1 + at * k.s2;
+    vrow[j] = v.p + it.b * v.s0 + it.kvh * v.s1 + at * v.s2;
+  }
+}
+
+// Masks the scores `s` (TK) of keys j0.. that `row` does not see, and folds them into the row's
+// online softmax: s becomes the weights exp(s - m) (0 where unseen) and `alpha` the factor that
+// rescales what the row summed so far.
+template <typename Row>
+void softmax_tile(Row& row, float* s, int j0, int nk, const AttentionProblem& p, float& alpha) {
+  alpha = 1.0f;
+  const int last = std::min(nk - 1, row.hi - j0);
+  if (!sees_tile(row, j0)) {
+    std::fill(s, s + TK, 0.0f);
+    return;
+  }
+  for (int j = last + 1; j < TK; j++) s[j] = NEG_INF;
+  for (int j = 0; j < row.lo - j0; j++) s[j] = NEG_INF;
+  if (row.mask)
+    for (int j = std::max(0, row.lo - j0); j <= last; j++)
+      if (!row.mask[(j0 + j) * p.m3]) s[j] = NEG_INF;
+  vf mv = splat(NEG_INF);
+  for (int g = 0; g < TK / W; g++) mv = vmax(loadv(s + g * W), mv);
+  const float tileMax = hmax(mv);
+  if (tileMax == NEG_INF) {
+    std::fill(s, s + TK, 0.0f);
+    return;
+  }
+  const float m = std::max(row.m, tileMax);
+  alpha = row.m == NEG_INF ? 0.0f : exp_nonpositive(splat(row.m - m))[0];
+  vf sum = vf{};
+  for (int g = 0; g < TK / W; g++) {
+    const vf x = loadv(s + g * W);
+    const vi seen = x > splat(NEG_INF);
+    const vf e = (vf)((vi)exp_nonpositive(x - m) & seen);
+    storev(s + g * W, e);
+    sum += e;
+  }
+  row.l = row.l * alpha + hsum(sum);
+  row.m = m;
+}
+
+// Writes the rows' outputs o / l.
+template <int D>
+void finish_rows(const AttentionProblem& p, const Item& it, const Row<D>* rows) {
+  for (int r = 0; r < it.n; r++) {
+    const Row<D>& row = rows[r];
+    float* out = p.out + ((static_cast<int64_t>(it.b) * p.Hq + row.h) * p.L + row.i) * D;
+    // A query that sees no key gets zeros (MLX's unfused path would give NaN).
+    const vf inv = splat(row.l > 0 ? 1.0f / row.l : 0.0f);
+    for (int d = 0; d < D; d += W) storev(out + d, loadv(row.o + d) * inv);
+  }
+}
+
+}  // namespace semantic::cpu
