@@ -200,18 +200,23 @@ void softmax_rows(const AttentionProblem& p, const Row<D>* group, int nr, int j0
   }
   const __m512i vlo = _mm512_load_si512(lo), vhi = _mm512_load_si512(hi);
   const __m512 neg_inf = _mm512_set1_ps(NEG_INF);
+  // Which rows see key j0 + j (none past nk; those scores are of zero keys).
   __mmask16 seen[TK];
-  __m512 tile_max = neg_inf;
-  for (int j = 0; j < nk; j++) {
+  for (int j = 0; j < TK; j++) {
     const __m512i key = _mm512_set1_epi32(j0 + j);
-    __mmask16 s = _mm512_cmple_epi32_mask(vlo, key) & _mm512_cmpge_epi32_mask(vhi, key);
+    __mmask16 s = j < nk ? _mm512_cmple_epi32_mask(vlo, key) & _mm512_cmpge_epi32_mask(vhi, key) : 0;
     if (p.mask && s) {
       for (int r = 0; r < nr; r++)
         if (group[r].mask && !group[r].mask[(j0 + j) * p.m3]) s &= static_cast<__mmask16>(~(1u << r));
     }
     seen[j] = s;
-    tile_max = _mm512_mask_max_ps(tile_max, s, tile_max, _mm512_load_ps(sT + j * 16));
   }
+  // Four accumulators for the maxima and the sums: one chain of dependent adds over the 64 keys
+  // would take four times as long.
+  __m512 mx[4] = {neg_inf, neg_inf, neg_inf, neg_inf};
+  for (int j = 0; j < TK; j += 4)
+    for (int u = 0; u < 4; u++) mx[u] = _mm512_mask_max_ps(mx[u], seen[j + u], mx[u], _mm512_load_ps(sT + (j + u) * 16));
+  const __m512 tile_max = _mm512_max_ps(_mm512_max_ps(mx[0], mx[1]), _mm512_max_ps(mx[2], mx[3]));
   // Rows that see none of these keys keep their state (alpha 1, weights 0).
   const __mmask16 any = _mm512_cmp_ps_mask(tile_max, neg_inf, _CMP_NEQ_OQ);
   const __m512 m_new = _mm512_mask_max_ps(m, any, m, tile_max);
@@ -219,19 +224,17 @@ void softmax_rows(const AttentionProblem& p, const Row<D>* group, int nr, int j0
   // exp(m - m_new) where the row had a maximum and moves on; 0 where it had none; 1 elsewhere.
   const __m512 shift = _mm512_maskz_sub_ps(had & any, m, m_new);
   alpha = _mm512_mask_blend_ps(any & ~had, reinterpret_cast<__m512>(exp_nonpositive(reinterpret_cast<vf>(shift))), _mm512_setzero_ps());
-  __m512 sum = _mm512_setzero_ps();
-  for (int j = 0; j < TK; j++) {
-    float* s = sT + j * 16;
-    if (j >= nk) {
-      _mm512_store_ps(s, _mm512_setzero_ps());
-      continue;
+  __m512 sum[4] = {};
+  for (int j = 0; j < TK; j += 4) {
+    for (int u = 0; u < 4; u++) {
+      float* s = sT + (j + u) * 16;
+      const __m512 x = _mm512_maskz_sub_ps(seen[j + u], _mm512_load_ps(s), m_new);
+      const __m512 e = _mm512_maskz_mov_ps(seen[j + u], reinterpret_cast<__m512>(exp_nonpositive(reinterpret_cast<vf>(x))));
+      _mm512_store_ps(s, e);
+      sum[u] = _mm512_add_ps(sum[u], e);
     }
-    const __m512 x = _mm512_maskz_sub_ps(seen[j], _mm512_load_ps(s), m_new);
-    const __m512 e = _mm512_maskz_mov_ps(seen[j], reinterpret_cast<__m512>(exp_nonpositive(reinterpret_cast<vf>(x))));
-    _mm512_store_ps(s, e);
-    sum = _mm512_add_ps(sum, e);
   }
-  l = _mm512_add_ps(_mm512_mul_ps(l, alpha), sum);
+  l = _mm512_add_ps(_mm512_mul_ps(l, alpha), _mm512_add_ps(_mm512_add_ps(sum[0], sum[1]), _mm512_add_ps(sum[2], sum[3])));
   m = m_new;
 }
 
