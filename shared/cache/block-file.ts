@@ -164,10 +164,12 @@ export async function readBlockFile(path: string, expect: { tag: string; key: st
   const tensors = new Map<string, MxArray>();
   for (const t of header.tensors) {
     const dtype = safetensorsNames[t.dtype];
-    // Copy into a fresh buffer: the file's data offset need not suit the element size.
-    const copy = new Uint8Array(dataOf(t));
-    const n = copy.byteLength / itemSize(dtype);
-    const host = dtype === Dtype.float32 ? new Float32Array(copy.buffer, 0, n) : new Uint16Array(copy.buffer, 0, n);
+    // MLX copies the data in; a typed view needs an offset that suits the element size, which
+    // our own files have (the header is padded to 8 bytes), else a copy of the bytes first.
+    let data = dataOf(t);
+    if (data.byteOffset % itemSize(dtype) !== 0) data = new Uint8Array(data);
+    const n = data.byteLength / itemSize(dtype);
+    const host = dtype === Dtype.float32 ? new Float32Array(data.buffer, data.byteOffset, n) : new Uint16Array(data.buffer, data.byteOffset, n);
     tensors.set(t.name, array(host, t.shape, dtype));
   }
   return { identity: { tag: m.tag, key: m.key, parent: m.parent, tokens }, tensors, bytes: bytes.length };
