@@ -194,6 +194,7 @@ export function configurationMarkdown(): string {
     "| `SEMANTIC_CONFIG` | the config file to read (it must exist) | `$SEMANTIC_HOME/config.json` if present |",
     "| `MLX_DIR` | a user's own MLX (Homebrew, source build) with `include/` and `lib/` | the pinned wheel |",
     "| `SEMANTIC_BLAS` | `reference` keeps the mlx-cpu wheel's reference BLAS instead of OpenBLAS (Linux) | OpenBLAS |",
+    "| `SEMANTIC_AMX` | `0` keeps the CPU kernels off AMX tiles (x86 CPUs that have them: prefill-sized matmuls and attention run on tiles, with 16-bit operand halves) | on where the CPU has AMX |",
     "",
     "## Logs",
     "",

@@ -456,7 +456,10 @@ function weightModeText(d: OursResult | null, q: OursResult | null): string[] {
       "`auto` picks **quantized** on the CPU when the project's kernel takes the model's packing (2/4/8 bits), else dense; quantized on the GPU. " +
       `On the CPU, up to ${CPU_KERNEL_MAX_ROWS} rows (decode, short prompts) the layers' matmuls run in the project's kernel (ffi/qmm_cpu.cpp, \`bun run bench:qmm\`): ` +
       `${fmt(q.profile.linearFlops / 1e9 / (q.profile.linearsMs / 1000), 2)} GFLOP/s against ${fmt(d.profile.linearFlops / 1e9 / (d.profile.linearsMs / 1000), 2)} GFLOP/s dense, ` +
-      `reading ${fmt(d.profile.weightBytes / q.profile.weightBytes, 1)}× fewer bytes; above ${CPU_KERNEL_MAX_ROWS} rows (prefill) each layer is dequantized to float32 on the fly for OpenBLAS's sgemm. ` +
+      `reading ${fmt(d.profile.weightBytes / q.profile.weightBytes, 1)}× fewer bytes; above ${CPU_KERNEL_MAX_ROWS} rows (prefill) ` +
+      (mx.cpuTilesTake(32, 4)
+        ? "the same kernel runs on this CPU's AMX tiles (from 16 rows, ffi/qmm_amx.cpp; elsewhere each layer is dequantized to float32 on the fly for OpenBLAS's sgemm). "
+        : "each layer is dequantized to float32 on the fly for OpenBLAS's sgemm. ") +
       `Here quantized / dense is ${dec.toFixed(2)}× in decode and ${pre.toFixed(2)}× in prefill, for ${mib(q.activeAfterLoadBytes)} of weights instead of ${mib(d.activeAfterLoadBytes)}.`,
   ];
 }
