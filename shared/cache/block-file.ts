@@ -166,7 +166,7 @@ export async function readBlockFile(path: string, expect: { tag: string; key: st
     const dtype = safetensorsNames[t.dtype];
     // MLX copies the data in; a typed view needs an offset that suits the element size, which
     // our own files have (the header is padded to 8 bytes), else a copy of the bytes first.
-    let data = dataOf(t);
+    let data: Uint8Array = dataOf(t);
     if (data.byteOffset % itemSize(dtype) !== 0) data = new Uint8Array(data);
     const n = data.byteLength / itemSize(dtype);
     const host = dtype === Dtype.float32 ? new Float32Array(data.buffer, data.byteOffset, n) : new Uint16Array(data.buffer, data.byteOffset, n);
