@@ -125,13 +125,45 @@ export async function readBlockFile(path: string, expect: { tag: string; key: st
   try {
     const h = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
     try {
-      bytes = await h.readFile();
+      bytes = await readWhole(h);
     } finally {
       await h.close();
     }
   } catch (e) {
     throw new BlockFileError(`${name}: cannot read: ${(e as NodeJS.ErrnoException).code ?? e}`);
   }
+  try {
+    return parseBlock(name, bytes, expect, keyOf);
+  } finally {
+    releaseBuffer(bytes);
+  }
+}
+
+// Files are read into a reused buffer (the arrays copy their bytes out): a fresh buffer per
+// block file (~12 MB for SmolLM2) costs page faults that took as long as the read itself. Loads
+// run one at a time; one that overlaps another gets a buffer of its own.
+const spareBuffers: Buffer[] = [];
+const SPARE_BUFFERS = 1;
+
+async function readWhole(h: FileHandle): Promise<Buffer> {
+  const size = (await h.stat()).size;
+  const i = spareBuffers.findIndex((b) => b.byteLength >= size);
+  // Never from Buffer's shared pool: a spare buffer must own all of its memory.
+  const buffer = i >= 0 ? spareBuffers.splice(i, 1)[0] : Buffer.allocUnsafeSlow(size);
+  let at = 0;
+  while (at < size) {
+    const { bytesRead } = await h.read(buffer, at, size - at, at);
+    if (bytesRead === 0) break; // shrank while being read: the checks below reject it
+    at += bytesRead;
+  }
+  return buffer.subarray(0, at);
+}
+
+function releaseBuffer(bytes: Buffer): void {
+  if (spareBuffers.length < SPARE_BUFFERS) spareBuffers.push(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.buffer.byteLength - bytes.byteOffset));
+}
+
+function parseBlock(name: string, bytes: Buffer, expect: { tag: string; key: string }, keyOf: (parent: string, tokens: number[]) => string): LoadedBlock {
   let header;
   try {
     header = parseSafetensors(bytes, name);
