@@ -31,7 +31,7 @@ namespace semantic::cpu {
 namespace {
 
 constexpr int MIN_ROWS = 16;
-constexpr int ITEM_ROWS = 128;
+constexpr int ITEM_ROWS = 256;
 constexpr int TILE = 512;  // bf16 in a tile
 static_assert(TK == 64, "a key tile is four 16-key tiles of scores and two 32-key tiles of weights");
 
