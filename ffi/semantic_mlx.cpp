@@ -19,6 +19,7 @@
 
 #include "mlx/mlx.h"
 #include "attention_cpu.h"
+#include "cpu_parallel.h"
 #include "qmm_cpu.h"
 #include "rope_norm_cpu.h"
 #include "glu_cpu.h"
@@ -139,6 +140,34 @@ int sm_set_cache_limit(uint64_t* previous, uint64_t limit) {
 }
 
 // ---- arrays ----
+
+// n arrays of one dtype and rank from host data (shapes n x ndim), copied on the CPU kernels'
+// thread pool: a KV block file makes two arrays a layer, and the copy into fresh memory (its
+// page faults above all) is most of a block's load. Writes n handles.
+int sm_arrays_from_data(sm_array* out, int n, const void* const* data, const int32_t* shapes, int ndim, int dtype) {
+  SM_TRY({
+    auto dt = to_dtype(dtype);
+    std::vector<mx::array> arrays;
+    arrays.reserve(n);
+    for (int i = 0; i < n; i++) {
+      auto sh = to_shape(shapes + static_cast<size_t>(i) * ndim, ndim);
+      size_t bytes = mx::size_of(dt);
+      for (auto d : sh) bytes *= static_cast<size_t>(d);
+      arrays.emplace_back(mx::allocator::malloc(std::max<size_t>(bytes, 1)), std::move(sh), dt);
+    }
+    struct Copies {
+      const void* const* from;
+      std::vector<mx::array>* to;
+    } copies{data, &arrays};
+    semantic::cpu::parallel_for(
+        [](void* ctx, int begin, int end) {
+          auto& c = *static_cast<Copies*>(ctx);
+          for (int i = begin; i < end; i++) std::memcpy((*c.to)[i].data<uint8_t>(), c.from[i], (*c.to)[i].nbytes());
+        },
+        &copies, n, 1);
+    for (int i = 0; i < n; i++) out[i] = wrap(std::move(arrays[i]));
+  })
+}
 
 int sm_array_from_data(sm_array* out, const void* data, const int32_t* shape, int ndim, int dtype) {
   SM_TRY({

@@ -28,6 +28,7 @@ export const symbols = {
   sm_set_cache_limit: { args: [ptr, u64], returns: i32 }, // int (uint64_t* previous, uint64_t limit)
 
   sm_array_from_data: { args: [ptr, ptr, ptr, i32, i32], returns: i32 }, // int (out, const void* data, const int32_t* shape, int ndim, int dtype)
+  sm_arrays_from_data: { args: [ptr, i32, ptr, ptr, i32, i32], returns: i32 }, // int (sm_array out[n], int n, const void* const data[n], const int32_t shapes[n*ndim], int ndim, int dtype): copied in parallel
   sm_array_scalar: { args: [ptr, f64, i32], returns: i32 }, // int (out, double value, int dtype)
   sm_array_free: { args: [ptr], returns: none }, // void (sm_array)
   sm_array_ndim: { args: [ptr, ptr], returns: i32 }, // int (int* out, a)

@@ -14,6 +14,7 @@ import { loadModel } from "./models/load.ts";
 import { ModelResolver } from "./api/model-aliases.ts";
 import { createApp } from "./server.ts";
 import { Drain, exitGracefullyOnSignals } from "./shutdown.ts";
+import { warmUp } from "./warm-up.ts";
 
 // Exits 2 with a message on a bad setting, including a non-loopback host without API keys.
 const config = configOrExit();
@@ -53,6 +54,7 @@ exitGracefullyOnSignals({ drain, server: app.server, flush: async () => await po
 try {
   const loaded = await loadModel(config.model, { weights: config.weights });
   new ModelResolver(loaded.id, aliases); // a target naming another model fails here, before serving
+  warmUp(loaded);
   pool = await BlockPool.open({
     dir: config.cacheDir,
     tag: loaded.tag,

@@ -5,7 +5,7 @@ import { dlopen, FFIType } from "bun:ffi";
 import { constants } from "node:fs";
 import { type FileHandle, mkdir, open, rename, unlink } from "node:fs/promises";
 import { dirname } from "node:path";
-import { array, Dtype, itemSize, type MxArray } from "../mlx/index.ts";
+import { array, arraysFromData, Dtype, itemSize, type MxArray } from "../mlx/index.ts";
 import { safetensorsNames } from "../mlx/dtype.ts";
 import { parseSafetensors, SafetensorsError } from "../models/safetensors-header.ts";
 
@@ -193,16 +193,23 @@ function parseBlock(name: string, bytes: Buffer, expect: { tag: string; key: str
     const d = safetensorsNames[t.dtype];
     if (d !== Dtype.float32 && d !== Dtype.float16 && d !== Dtype.bfloat16) fail(`tensor ${t.name} has unsupported dtype ${t.dtype}`);
   }
-  const tensors = new Map<string, MxArray>();
-  for (const t of header.tensors) {
+  // MLX copies the data in; a typed view needs an offset that suits the element size, which
+  // our own files have (the header is padded to 8 bytes), else a copy of the bytes first.
+  const hostOf = (t: (typeof header.tensors)[number]) => {
     const dtype = safetensorsNames[t.dtype];
-    // MLX copies the data in; a typed view needs an offset that suits the element size, which
-    // our own files have (the header is padded to 8 bytes), else a copy of the bytes first.
     let data: Uint8Array = dataOf(t);
     if (data.byteOffset % itemSize(dtype) !== 0) data = new Uint8Array(data);
     const n = data.byteLength / itemSize(dtype);
-    const host = dtype === Dtype.float32 ? new Float32Array(data.buffer, data.byteOffset, n) : new Uint16Array(data.buffer, data.byteOffset, n);
-    tensors.set(t.name, array(host, t.shape, dtype));
+    return dtype === Dtype.float32 ? new Float32Array(data.buffer, data.byteOffset, n) : new Uint16Array(data.buffer, data.byteOffset, n);
+  };
+  const tensors = new Map<string, MxArray>();
+  const [first] = header.tensors;
+  if (first && header.tensors.every((t) => t.dtype === first.dtype && t.shape.length === first.shape.length)) {
+    // One dtype and rank (every block we write): the copies run on the kernels' threads.
+    const arrays = arraysFromData(header.tensors.map(hostOf), header.tensors.map((t) => t.shape), safetensorsNames[first.dtype]);
+    header.tensors.forEach((t, i) => tensors.set(t.name, arrays[i]));
+  } else {
+    for (const t of header.tensors) tensors.set(t.name, array(hostOf(t), t.shape, safetensorsNames[t.dtype]));
   }
   return { identity: { tag: m.tag, key: m.key, parent: m.parent, tokens }, tensors, bytes: bytes.length };
 }

@@ -1,8 +1,8 @@
 // MLX core ops as plain functions over MxArray. Each returns a new array owned by the
 // current scope (see tidy). Numbers stand for scalars of the other operand's dtype.
-import { ptr } from "bun:ffi";
+import { type Pointer, ptr } from "bun:ffi";
 import { MxArray } from "./array.ts";
-import { Dtype, isFloating, type HostArray } from "./dtype.ts";
+import { Dtype, isFloating, itemSize, type HostArray } from "./dtype.ts";
 import { check, lib, out, readPtr } from "./native.ts";
 
 export type Operand = MxArray | number;
@@ -56,6 +56,27 @@ export function array(data: HostArray | readonly number[], shape?: readonly numb
   if (n !== host.length) throw new RangeError(`shape [${dims}] needs ${n} elements, got ${host.length}`);
   const bytes = host.length ? host : new Uint8Array(8);
   return made(lib().sm_array_from_data(out, ptr(bytes), i32s(dims), dims.length, d));
+}
+
+/**
+ * Arrays of one dtype and rank from host data, copied on the CPU kernels' threads: for many
+ * large arrays at once (a KV block file's layers), where the copies into fresh memory dominate.
+ */
+export function arraysFromData(parts: readonly HostArray[], shapes: readonly (readonly number[])[], dtype: Dtype): MxArray[] {
+  const n = parts.length;
+  if (n === 0) return [];
+  const ndim = shapes[0].length;
+  const dims = new Int32Array(n * ndim);
+  parts.forEach((p, i) => {
+    const s = shapes[i];
+    if (s.length !== ndim) throw new RangeError(`arraysFromData takes arrays of one rank: ${s.length} and ${ndim}`);
+    if (p.length !== s.reduce((a, b) => a * b, 1) || p.BYTES_PER_ELEMENT !== itemSize(dtype)) throw new RangeError(`array ${i}: shape [${s}] does not fit ${p.length} elements of ${Dtype[dtype]}`);
+    dims.set(s, i * ndim);
+  });
+  const pointers = BigUint64Array.from(parts, (p) => BigInt(p.length ? ptr(p) : ptr(new Uint8Array(8))));
+  const slots = new BigUint64Array(n);
+  check(lib().sm_arrays_from_data(slots, n, pointers, dims, ndim, dtype));
+  return Array.from(slots, (h) => new MxArray(Number(h) as Pointer));
 }
 
 export function scalar(value: number, dtype = Dtype.float32): MxArray {

@@ -45,6 +45,27 @@ describe("arrays", () => {
     });
   });
 
+  test("arraysFromData: many arrays of one dtype and rank, each a copy of its own data", () => {
+    const parts = [Float32Array.from(seeded(2 * 3 * 5 * 4, 1)), Float32Array.from(seeded(2 * 3 * 1 * 4, 2)), new Float32Array(0)];
+    const shapes = [[2, 3, 5, 4], [2, 3, 1, 4], [2, 3, 0, 4]];
+    const arrays = mx.arraysFromData(parts, shapes, Dtype.float32);
+    try {
+      arrays.forEach((a, i) => {
+        expect(a.shape).toEqual(shapes[i]);
+        expect(Array.from(a.toFloat32())).toEqual(Array.from(parts[i]));
+      });
+      parts[0].fill(7); // copies: the arrays keep their values
+      expect(arrays[0].toFloat32()[0]).not.toBe(7);
+      const halves = mx.arraysFromData([Uint16Array.of(0x3c00, 0x4000)], [[2]], Dtype.float16);
+      mx.tidy(() => expect(Array.from(mx.astype(halves[0], Dtype.float32).toFloat32())).toEqual([1, 2]));
+      mx.dispose(halves);
+      expect(() => mx.arraysFromData([new Float32Array(3)], [[2, 2]], Dtype.float32)).toThrow(/does not fit/);
+      expect(() => mx.arraysFromData([new Float32Array(4), new Float32Array(4)], [[4], [2, 2]], Dtype.float32)).toThrow(/one rank/);
+    } finally {
+      mx.dispose(arrays);
+    }
+  });
+
   test("zeros, full, arange, astype, 16-bit floats", () => {
     mx.tidy(() => {
       expect(values(mx.zeros([2, 2]))).toEqual([0, 0, 0, 0]);
