@@ -2,13 +2,16 @@
 //
 // Tiles multiply bf16 (8 significant bits), so each float32 operand v is split into
 // hi = bf16(v) and lo = bf16(v - hi), and the product is hi·hi + lo·hi + hi·lo: 16 bits of each
-// operand, the dropped lo·lo term about 2^-16 of the result, which float32 sums of a few thousand
-// terms already differ by. Three tile products cost less than a fifth of one float32 product.
+// operand, about 2^-17 of the sum of the terms' magnitudes (float32: 2^-24). At the tiles' peak
+// the three products take a tenth of the cycles of one float32 product on AVX-512; measured, the
+// kernel runs about twice as fast as a float32 copy through BLAS (bench:qmm), bound by tile
+// loads from L2.
 //
 // The output is computed transposed, out.T = w @ x.T: the weights are then the tiles' row
 // operand, which takes a row-major panel as it is dequantized (no transposition of the large
 // matrix); x, the small one, is repacked once per call into the pairs layout the column operand
-// needs. Each panel of NB weight rows is dequantized once, into L2, and used for every row of x.
+// needs. Each panel of NB weight rows is dequantized once, a K slice at a time, and used for
+// every row of x.
 
 #include "qmm_amx.h"
 
@@ -33,8 +36,8 @@ constexpr int KT = 32;  // bf16 per tile row
 constexpr int KB = 6;
 
 // Both operands are stored tile by tile, each tile's 16 rows of 64 bytes contiguous (1 KB), so a
-// tile load reads 16 consecutive cache lines (rows K or M apart alias in L1 and run at a third of
-// the speed). Tile (t, c) covers rows 16t .. 16t + 15 and the 32 values of K from 32c.
+// tile load reads 16 consecutive cache lines (rows K or M apart map to few L1 sets; measured
+// slower). Tile (t, c) covers rows 16t .. 16t + 15 and the 32 values of K from 32c.
 inline size_t tile_at(int t, int c, int chunks) {
   return (static_cast<size_t>(t) * chunks + c) * 512;
 }
