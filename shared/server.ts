@@ -104,7 +104,7 @@ export function createApp(services: Services, config: ServerConfig) {
 
   let document: Record<string, unknown> | null = null;
   let routes: () => readonly RouteInfo[] = () => [];
-  const app = new Elysia({ name: "semantic" })
+  const app = new Elysia({ name: "semantic", precompile: true })
     .onRequest(({ request, server }) => {
       const rec = recordOf(request); // starts its clock
       guard.check(request.headers);

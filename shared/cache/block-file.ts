@@ -120,30 +120,37 @@ export type LoadedBlock = { identity: BlockIdentity; tensors: Map<string, MxArra
  * on any mismatch; arrays are created only after every check passed.
  */
 export async function readBlockFile(path: string, expect: { tag: string; key: string }, keyOf: (parent: string, tokens: number[]) => string): Promise<LoadedBlock> {
-  const name = path.split("/").pop()!;
-  let bytes: Buffer;
+  return parseBlockFile(path, await readBlockBytes(path), expect, keyOf);
+}
+
+/** readBlockFile's first half: the file's bytes (not following a symlink), or a BlockFileError. */
+export async function readBlockBytes(path: string): Promise<Buffer> {
   try {
     const h = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
     try {
-      bytes = await readWhole(h);
+      return await readWhole(h);
     } finally {
       await h.close();
     }
   } catch (e) {
-    throw new BlockFileError(`${name}: cannot read: ${(e as NodeJS.ErrnoException).code ?? e}`);
+    throw new BlockFileError(`${path.split("/").pop()}: cannot read: ${(e as NodeJS.ErrnoException).code ?? e}`);
   }
+}
+
+/** readBlockFile's second half, over readBlockBytes' bytes (whose buffer it takes back). */
+export function parseBlockFile(path: string, bytes: Buffer, expect: { tag: string; key: string }, keyOf: (parent: string, tokens: number[]) => string): LoadedBlock {
   try {
-    return parseBlock(name, bytes, expect, keyOf);
+    return parseBlock(path.split("/").pop()!, bytes, expect, keyOf);
   } finally {
     releaseBuffer(bytes);
   }
 }
 
-// Files are read into a reused buffer (the arrays copy their bytes out): a fresh buffer per
-// block file (~12 MB for SmolLM2) costs page faults that took as long as the read itself. Loads
-// run one at a time; one that overlaps another gets a buffer of its own.
+// Files are read into reused buffers (the arrays copy their bytes out): a fresh buffer per
+// block file (~12 MB for SmolLM2) costs page faults that took as long as the read itself. Two:
+// the pool reads the next file while it checks one.
 const spareBuffers: Buffer[] = [];
-const SPARE_BUFFERS = 1;
+const SPARE_BUFFERS = 2;
 
 async function readWhole(h: FileHandle): Promise<Buffer> {
   const size = (await h.stat()).size;

@@ -6,7 +6,7 @@ import { mkdir, open, rename, rm, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { contiguous, dispose, evaluate, keep, type MxArray, slice, tidy, zeros } from "../mlx/index.ts";
 import type { ModelCacheSpec } from "../models/model.ts";
-import { BlockFileError, readBlockFile, writeBlockFile } from "./block-file.ts";
+import { BlockFileError, parseBlockFile, readBlockBytes, readBlockFile, writeBlockFile } from "./block-file.ts";
 import { blockKey, chainKeys, nameOf } from "./block-key.ts";
 
 export type PoolOptions = {
@@ -259,11 +259,18 @@ export class BlockPool {
    */
   async prepare(m: Match): Promise<Match> {
     const T = this.blockTokens;
-    for (let i = 0; i < m.blocks.length; i++) {
-      const b = m.blocks[i];
+    const warm = m.blocks.flatMap((b, i) => {
       const needsAll = this.#layersNeeded(i, m.cachedTokens);
-      if (b.layers && b.layers.every((l, li) => l || !needsAll[li])) continue;
-      const ok = await this.#load(b, m.tenant);
+      return b.layers && b.layers.every((l, li) => l || !needsAll[li]) ? [] : [i];
+    });
+    // The next file is read while this one is checked and copied into arrays.
+    const read = (k: number) => (k < warm.length ? readBlockBytes(this.#blockPath(m.blocks[warm[k]].key)).catch((e: BlockFileError) => e) : null);
+    let next = read(0);
+    for (let k = 0; k < warm.length; k++) {
+      const i = warm[k];
+      const bytes = await next!;
+      next = read(k + 1);
+      const ok = this.#load(m.blocks[i], m.tenant, bytes);
       if (!ok) {
         m.blocks.length = i;
         m.tailTokens = 0;
@@ -292,10 +299,11 @@ export class BlockPool {
     return this.#o.spec.layers.map((l) => l.kind === "global" || (blockIndex + 1) * T > end - l.window);
   }
 
-  async #load(b: Block, tenant: string): Promise<boolean> {
+  #load(b: Block, tenant: string, bytes: Buffer | BlockFileError): boolean {
     const path = this.#blockPath(b.key);
     try {
-      const loaded = await readBlockFile(path, { tag: this.#o.tag, key: b.key }, (parent, tokens) => blockKey(this.#o.tag, tenant, parent, tokens));
+      if (bytes instanceof BlockFileError) throw bytes;
+      const loaded = parseBlockFile(path, bytes, { tag: this.#o.tag, key: b.key }, (parent, tokens) => blockKey(this.#o.tag, tenant, parent, tokens));
       const layers = this.#o.spec.layers.map((_, i) => {
         const k = loaded.tensors.get(`l${i}.k`);
         const v = loaded.tensors.get(`l${i}.v`);
