@@ -84,6 +84,28 @@ inline void transpose16(__m512i r[16]) {
     r[8 + j] = _mm512_shuffle_i32x4(t[j], t[8 + j], 0xdd);
   }
 }
+
+// Row `at` of a row-operand tile (32 bf16 of one row, contiguous) from 32 floats a then b.
+inline void row_operand(__m512 a, __m512 b, uint16_t* hi, uint16_t* lo, size_t at) {
+  __m512i h, l;
+  split(a, b, h, l);
+  _mm512_store_si512(hi + at, h);
+  _mm512_store_si512(lo + at, l);
+}
+
+// One column-operand tile from 16 rows of 32 floats (null: a zero row): tile row r holds the
+// pairs (2r, 2r + 1) of the 16 rows side by side.
+inline void column_operand(const float* const rows[16], uint16_t* hi, uint16_t* lo) {
+  const __m512 zero = _mm512_setzero_ps();
+  __m512i h[16], l[16];
+  for (int i = 0; i < 16; i++) split(rows[i] ? _mm512_loadu_ps(rows[i]) : zero, rows[i] ? _mm512_loadu_ps(rows[i] + 16) : zero, h[i], l[i]);
+  transpose16(h);
+  transpose16(l);
+  for (int r = 0; r < 16; r++) {
+    _mm512_store_si512(hi + r * 32, h[r]);
+    _mm512_store_si512(lo + r * 32, l[r]);
+  }
+}
 #endif
 
 }  // namespace semantic::cpu

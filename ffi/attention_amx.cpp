@@ -65,35 +65,15 @@ inline __m512i pairs(__m256i a, __m256i b) {
   return _mm512_or_si512(_mm512_cvtepu16_epi32(a), _mm512_slli_epi32(_mm512_cvtepu16_epi32(b), 16));
 }
 
-// Row `at` of a row-operand tile from 32 floats a, b (hi and lo halves).
-inline void row_operand(__m512 a, __m512 b, uint16_t* hi, uint16_t* lo, size_t at) {
-  __m512i h, l;
-  split(a, b, h, l);
-  _mm512_store_si512(hi + at, h);
-  _mm512_store_si512(lo + at, l);
-}
-
 // Query rows 16rt.. (scaled) as the column operand; rows past n are zero.
 template <int D>
 void pack_queries(const Row<D>* rows, int n, int rt, uint16_t* hi, uint16_t* lo) {
   constexpr int DC = D / 32;
   for (int dc = 0; dc < DC; dc++) {
-    __m512i h[16], l[16];
-    for (int r = 0; r < 16; r++) {
-      const int row = 16 * rt + r;
-      if (row < n) {
-        split(_mm512_loadu_ps(rows[row].q + 32 * dc), _mm512_loadu_ps(rows[row].q + 32 * dc + 16), h[r], l[r]);
-      } else {
-        h[r] = l[r] = _mm512_setzero_si512();
-      }
-    }
-    transpose16(h);
-    transpose16(l);
+    const float* q[16];
+    for (int r = 0; r < 16; r++) q[r] = 16 * rt + r < n ? rows[16 * rt + r].q + 32 * dc : nullptr;
     const size_t at = static_cast<size_t>(rt * DC + dc) * TILE;
-    for (int i = 0; i < 16; i++) {
-      _mm512_store_si512(hi + at + i * 32, h[i]);
-      _mm512_store_si512(lo + at + i * 32, l[i]);
-    }
+    column_operand(q, hi + at, lo + at);
   }
 }
 

@@ -63,20 +63,13 @@ void pack_rows(void* ctx, int t0, int t1) {
   const int chunks = p.K / KT;
   for (int t = t0; t < t1; t++) {
     for (int c = 0; c < chunks; c++) {
-      __m512i hi[16], lo[16];
+      const float* rows[16];
       for (int i = 0; i < 16; i++) {
         const int m = 16 * t + i;
-        const float* row = p.x + static_cast<size_t>(m) * p.K + c * KT;
-        const bool real = m < p.M;
-        split(real ? _mm512_loadu_ps(row) : _mm512_setzero_ps(), real ? _mm512_loadu_ps(row + 16) : _mm512_setzero_ps(), hi[i], lo[i]);
+        rows[i] = m < p.M ? p.x + static_cast<size_t>(m) * p.K + c * KT : nullptr;
       }
-      transpose16(hi);
-      transpose16(lo);
       const size_t at = tile_at(t, c, chunks);
-      for (int r = 0; r < 16; r++) {
-        _mm512_store_si512(job.x->hi + at + r * KT, hi[r]);
-        _mm512_store_si512(job.x->lo + at + r * KT, lo[r]);
-      }
+      column_operand(rows, job.x->hi + at, job.x->lo + at);
     }
   }
 }
@@ -101,10 +94,7 @@ void dequantize_slice(const Problem& p, int n0, int c0, int c1, uint16_t* hi, ui
       // A group holds whole tile rows (G >= 32).
       const int k = c * KT;
       const vf scale = splat(s[k / G]), bias = splat(b[k / G]);
-      __m512i vh, vl;
-      split((__m512)(unpack<BITS>(row, k) * scale + bias), (__m512)(unpack<BITS>(row, k + 16) * scale + bias), vh, vl);
-      _mm512_store_si512(hi + at, vh);
-      _mm512_store_si512(lo + at, vl);
+      row_operand((__m512)(unpack<BITS>(row, k) * scale + bias), (__m512)(unpack<BITS>(row, k + 16) * scale + bias), hi, lo, at);
     }
   }
 }

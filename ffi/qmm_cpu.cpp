@@ -1,9 +1,10 @@
 // The CPU kernel behind semantic::quantized_matmul_rows (see qmm_cpu.h).
 //
 // The weights' layout and their unpacking are in qmm_layout.h. The loops use the vector helpers
-// of cpu_simd.h; NEON's speed is not measured here (no arm64 machine). For each output column the kernel
-// dequantizes W weights at a time and multiplies them into every row's accumulator, so each
-// weight byte is read once per call whatever the number of rows.
+// of cpu_simd.h; NEON's speed is not measured here (no arm64 machine). For each output column
+// the kernel dequantizes W weights at a time and multiplies them into every row's accumulator,
+// so each weight byte is read once per call whatever the number of rows. From 16 rows, on a CPU
+// with AMX tiles, qmm_amx.cpp runs instead.
 
 #include "qmm_cpu.h"
 
@@ -258,6 +259,7 @@ bool cpu_kernel_takes(int group_size, int bits) {
 }
 
 bool cpu_tiles_take(int group_size, int bits) {
+  // Any K the packing allows is a multiple of the group size, so the group size stands for K.
   return qmm_amx_takes(bits, group_size, group_size);
 }
 

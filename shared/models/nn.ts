@@ -14,11 +14,11 @@ export function isQuantized(w: Weight): w is QuantizedWeight {
 /**
  * Up to this many rows (tokens in one forward: decode batches, short prompts), quantized weights
  * on the CPU go through the project's kernel, which unpacks each packed weight once per 8 rows;
- * above it (prefill) a float32 copy of the one layer's weights feeds BLAS, unless the CPU has AMX
- * tiles: the kernel then runs every row count, on tiles from 16 rows (ffi/qmm_amx.cpp). One matmul alone
- * (bench:qmm) crosses over near 16 rows, but a whole SmolLM2 forward, where the float32 copies
- * also evict the caches, crosses near 50: 17 rows took 49 ms through the kernel and 84 ms
- * through BLAS, 48 rows 102 and 110 ms, 64 rows 134 and 124 ms.
+ * above it (prefill) a float32 copy of the one layer's weights feeds BLAS, unless the CPU has
+ * AMX tiles: the kernel then runs every row count, on tiles from 16 rows (ffi/qmm_amx.cpp). One
+ * matmul alone (bench:qmm) crosses over near 16 rows, but a whole SmolLM2 forward, where the
+ * float32 copies also evict the caches, crosses near 50: 17 rows took 49 ms through the kernel
+ * and 84 ms through BLAS, 48 rows 102 and 110 ms, 64 rows 134 and 124 ms.
  */
 export const CPU_KERNEL_MAX_ROWS = 48;
 
