@@ -3,17 +3,19 @@
 // tiles and the softmax vectorized across 16 query rows. Each operand is split into bf16 hi and
 // lo halves (amx.h): three tile products per pair of tiles.
 //
-// For a row tile (16 query rows) and a key tile (TK keys):
-//   scores, transposed: s[j][r] = k_j . q_r (tiles: keys as the row operand, q as the column
-//     operand), so each vector holds one key's score for the 16 rows, and the softmax's maxima
-//     and sums are lane-wise, with no reduction across a vector;
-//   the weights, transposed back (16x16 transposes) into the row operand, times the values.
+// Both products run transposed, so that a vector always holds one value for the 16 query rows
+// of a row tile and the softmax needs neither reductions nor transposes:
+//   scores  sT[j][r] = k_j . q_r        keys as the row operand, q as the column operand;
+//   output  oT[d][r] += v[.][d] . w[r][.]  V^T as the row operand, the weights as the column
+//     operand, whose pairs (keys 2i, 2i + 1 of one row) the softmax writes as it computes them.
+// The output waits in oT between key tiles and goes through the tiles' accumulators as they
+// load it; only a tile whose running maxima moved rescales it.
 //
 // Layouts, each tile 16 rows of 64 bytes (1 KB), contiguous:
 //   k       row operand, tile (kg, dc): keys 16kg.., d 32dc..
 //   q       column operand, tile (rt, dc): row i = the pairs (d 32dc + 2i, + 1) of query rows 16rt..
-//   weights row operand, tile kc: the row tile's weights of keys 32kc..
-//   v       column operand, tile (kc, dg): row i = the pairs (keys 32kc + 2i, + 1) at d 16dg..
+//   v       row operand, tile (kc, dg): row i = d 16dg + i of keys 32kc..
+//   weights column operand, tile kc: row i = the pairs (keys 32kc + 2i, + 1) of the row tile
 // An item repacks every key tile it reads, so items are large (up to ITEM_ROWS rows).
 
 #include "attention_amx.h"
@@ -35,13 +37,6 @@ constexpr int ITEM_ROWS = 256;
 constexpr int TILE = 512;  // bf16 in a tile
 static_assert(TK == 64, "a key tile is four 16-key tiles of scores and two 32-key tiles of weights");
 
-// 16 floats as bf16 hi and lo halves.
-inline void split16(__m512 v, __m256i& hi, __m256i& lo) {
-  hi = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(v));
-  const __m512 back = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(hi), 16));
-  lo = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(_mm512_sub_ps(v, back)));
-}
-
 // exp(x) for x <= 0 as 2^t, t = x log2(e): 2^(t - n) by its Taylor polynomial on [-1/2, 1/2]
 // (degree 6, ~1e-7), scaled by 2^n with VSCALEFPS, which also gives 0 below float's range: ten
 // instructions where cpu_simd.h's portable exp_nonpositive takes about seventeen. Rounding t
@@ -58,11 +53,6 @@ inline __m512 exp_scalef(__m512 x) {
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718055994531e-1f));  // ln2
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
   return _mm512_scalef_ps(p, n);
-}
-
-// Lane d: a[d] in the low half, b[d] in the high half (a pair of the column operand).
-inline __m512i pairs(__m256i a, __m256i b) {
-  return _mm512_or_si512(_mm512_cvtepu16_epi32(a), _mm512_slli_epi32(_mm512_cvtepu16_epi32(b), 16));
 }
 
 // Query rows 16rt.. (scaled) as the column operand; rows past n are zero.
@@ -89,27 +79,29 @@ void pack_keys(const float* const* krow, int nk, uint16_t* hi, uint16_t* lo) {
     }
 }
 
-// Values past nk are zero: their weights are zero, and 0 * a stale NaN would not be.
+// V^T: 16x16 blocks of the values transposed. Values past nk are zero: their weights are zero,
+// and 0 * a stale NaN would not be.
 template <int D>
 void pack_values(const float* const* vrow, int nk, uint16_t* hi, uint16_t* lo) {
   constexpr int DG = D / 16;
-  for (int kc = 0; kc < TK / 32; kc++) {
-    for (int i = 0; i < 16; i++) {
-      const int k0 = 32 * kc + 2 * i, k1 = k0 + 1;
-      for (int dg = 0; dg < DG; dg++) {
-        __m256i h0{}, l0{}, h1{}, l1{};
-        if (k0 < nk) split16(_mm512_loadu_ps(vrow[k0] + 16 * dg), h0, l0);
-        if (k1 < nk) split16(_mm512_loadu_ps(vrow[k1] + 16 * dg), h1, l1);
-        const size_t at = static_cast<size_t>(kc * DG + dg) * TILE + i * 32;
-        _mm512_store_si512(hi + at, pairs(h0, h1));
-        _mm512_store_si512(lo + at, pairs(l0, l1));
+  const __m512i zero = _mm512_setzero_si512();
+  for (int kc = 0; kc < TK / 32; kc++)
+    for (int dg = 0; dg < DG; dg++) {
+      __m512i a[16], b[16];
+      for (int j = 0; j < 16; j++) {
+        const int k0 = 32 * kc + j, k1 = k0 + 16;
+        a[j] = k0 < nk ? _mm512_loadu_si512(vrow[k0] + 16 * dg) : zero;
+        b[j] = k1 < nk ? _mm512_loadu_si512(vrow[k1] + 16 * dg) : zero;
       }
+      transpose16(a);
+      transpose16(b);
+      const size_t at = static_cast<size_t>(kc * DG + dg) * TILE;
+      for (int i = 0; i < 16; i++) row_operand(_mm512_castsi512_ps(a[i]), _mm512_castsi512_ps(b[i]), hi, lo, at + i * 32);
     }
-  }
 }
 
 // GCC's tile intrinsics paste their tile numbers into the assembly text, so the four
-// accumulators are spelled out with macros rather than a template parameter.
+// accumulators are spelled out with a macro rather than a template parameter.
 //
 // Accumulator G += a row operand (hi, lo at `at`, loaded into tiles 4, 5) times the column
 // operand in tiles 6, 7 (hi, lo): hi·hi + lo·hi + hi·lo.
@@ -120,17 +112,6 @@ void pack_values(const float* const* vrow, int nk, uint16_t* hi, uint16_t* lo) {
     _tile_dpbf16ps(G, 4, 6);               \
     _tile_dpbf16ps(G, 5, 6);               \
     _tile_dpbf16ps(G, 4, 7);               \
-  } while (0)
-
-// Accumulator G += the row operand in tiles 4, 5 (hi, lo) times a column operand (hi, lo at
-// `at`, loaded into tiles 6, 7).
-#define SEMANTIC_TIMES_COLUMNS(G, hi, lo, at) \
-  do {                                        \
-    _tile_loadd(6, (hi) + (at), 64);          \
-    _tile_dpbf16ps(G, 4, 6);                  \
-    _tile_dpbf16ps(G, 5, 6);                  \
-    _tile_loadd(7, (lo) + (at), 64);          \
-    _tile_dpbf16ps(G, 4, 7);                  \
   } while (0)
 
 // sT (TK x 16): the key tile's scores for the row tile (q given as its column-operand tiles).
@@ -156,48 +137,101 @@ void scores(const uint16_t* kh, const uint16_t* kl, const uint16_t* qh, const ui
   _tile_stored(3, sT + 768, 64);
 }
 
-// pv (16 x D) = the row tile's weights (wh, wl) times the value tile.
+// oT (D x 16) += V^T (vh, vl) times the row tile's weights (wh, wl), through the accumulators.
 template <int D>
-void weighted_values(const uint16_t* wh, const uint16_t* wl, const uint16_t* vh, const uint16_t* vl, float* pv) {
+void weighted_values(const uint16_t* vh, const uint16_t* vl, const uint16_t* wh, const uint16_t* wl, float* oT) {
   constexpr int DG = D / 16;
   for (int dg0 = 0; dg0 < DG; dg0 += 4) {
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
+    float* o = oT + dg0 * 256;
+    _tile_loadd(0, o, 64);
+    _tile_loadd(1, o + 256, 64);
+    _tile_loadd(2, o + 512, 64);
+    _tile_loadd(3, o + 768, 64);
     for (int kc = 0; kc < TK / 32; kc++) {
-      _tile_loadd(4, wh + static_cast<size_t>(kc) * TILE, 64);
-      _tile_loadd(5, wl + static_cast<size_t>(kc) * TILE, 64);
-      // Columns 16(dg0 + g).. into accumulator g.
+      _tile_loadd(6, wh + static_cast<size_t>(kc) * TILE, 64);
+      _tile_loadd(7, wl + static_cast<size_t>(kc) * TILE, 64);
+      // d 16(dg0 + g).. into accumulator g.
       const size_t at = static_cast<size_t>(kc * DG + dg0) * TILE;
-      SEMANTIC_TIMES_COLUMNS(0, vh, vl, at);
-      SEMANTIC_TIMES_COLUMNS(1, vh, vl, at + TILE);
-      SEMANTIC_TIMES_COLUMNS(2, vh, vl, at + 2 * TILE);
-      SEMANTIC_TIMES_COLUMNS(3, vh, vl, at + 3 * TILE);
+      SEMANTIC_ROWS_TIMES(0, vh, vl, at);
+      SEMANTIC_ROWS_TIMES(1, vh, vl, at + TILE);
+      SEMANTIC_ROWS_TIMES(2, vh, vl, at + 2 * TILE);
+      SEMANTIC_ROWS_TIMES(3, vh, vl, at + 3 * TILE);
     }
-    _tile_stored(0, pv + 16 * dg0, D * 4);
-    _tile_stored(1, pv + 16 * (dg0 + 1), D * 4);
-    _tile_stored(2, pv + 16 * (dg0 + 2), D * 4);
-    _tile_stored(3, pv + 16 * (dg0 + 3), D * 4);
+    _tile_stored(0, o, 64);
+    _tile_stored(1, o + 256, 64);
+    _tile_stored(2, o + 512, 64);
+    _tile_stored(3, o + 768, 64);
   }
 }
 
 #undef SEMANTIC_ROWS_TIMES
-#undef SEMANTIC_TIMES_COLUMNS
 
-// The online softmax of a row tile (lane r = row r) over keys j0 .. j0 + nk - 1, whose scores
-// are sT[j][r]: sT becomes the weights exp(s - m) (0 where unseen), m and l (the rows' running
-// maxima and sums) move on, and alpha is the factor for what the rows summed so far. Rows past
-// the item's end have lo > hi and see nothing.
+// The weights of keys 2i and 2i + 1 (e0, e1, lane r = row r) as row i of the column operand: lane
+// r holds the pair (e0[r], e1[r]), hi and lo halves.
+inline void weight_pairs(__m512 e0, __m512 e1, uint16_t* hi, uint16_t* lo) {
+  const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  const __m512i h = _mm512_permutexvar_epi16(interleave, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(e1, e0)));
+  const __m512 h0 = _mm512_castsi512_ps(_mm512_slli_epi32(h, 16));
+  const __m512 h1 = _mm512_castsi512_ps(_mm512_and_si512(h, _mm512_set1_epi32(static_cast<int>(0xffff0000u))));
+  const __m512i l = _mm512_permutexvar_epi16(interleave, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(_mm512_sub_ps(e1, h1), _mm512_sub_ps(e0, h0))));
+  _mm512_store_si512(hi, h);
+  _mm512_store_si512(lo, l);
+}
+
+// The online softmax of a row tile (lane r = row r) over the key tile whose scores are sT[j][r],
+// `seen` (MASKED) saying which rows see key j: the weights exp(s - m) (0 where unseen) go to the
+// column-operand tiles wh, wl; m and l (the rows' running maxima and sums) move on; the result
+// is the factor for what the rows summed so far.
+template <bool MASKED>
+__m512 softmax_weights(const float* sT, const __mmask16* seen, __m512& m, __m512& l, uint16_t* wh, uint16_t* wl) {
+  const __m512 neg_inf = _mm512_set1_ps(NEG_INF);
+  // Four accumulators for the maxima and the sums: one chain of dependent ops over the 64 keys
+  // would take four times as long.
+  __m512 mx[4] = {neg_inf, neg_inf, neg_inf, neg_inf};
+  for (int j = 0; j < TK; j += 4)
+    for (int u = 0; u < 4; u++) {
+      const __m512 s = _mm512_load_ps(sT + (j + u) * 16);
+      mx[u] = MASKED ? _mm512_mask_max_ps(mx[u], seen[j + u], mx[u], s) : _mm512_max_ps(mx[u], s);
+    }
+  const __m512 tile_max = _mm512_max_ps(_mm512_max_ps(mx[0], mx[1]), _mm512_max_ps(mx[2], mx[3]));
+  // Rows that see none of these keys keep their state (alpha 1, weights 0); so do rows that had
+  // no maximum yet, whose sums are still 0.
+  const __mmask16 any = _mm512_cmp_ps_mask(tile_max, neg_inf, _CMP_NEQ_OQ);
+  const __m512 m_new = _mm512_mask_max_ps(m, any, m, tile_max);
+  const __mmask16 had = _mm512_cmp_ps_mask(m, neg_inf, _CMP_NEQ_OQ);
+  const __m512 alpha = exp_scalef(_mm512_maskz_sub_ps(had & any, m, m_new));
+  __m512 sum[4] = {};
+  for (int j = 0; j < TK; j += 4) {
+    __m512 e[4];
+    for (int u = 0; u < 4; u++) {
+      const __m512 s = _mm512_load_ps(sT + (j + u) * 16);
+      e[u] = MASKED ? _mm512_maskz_mov_ps(seen[j + u], exp_scalef(_mm512_maskz_sub_ps(seen[j + u], s, m_new))) : exp_scalef(_mm512_sub_ps(s, m_new));
+      sum[u] = _mm512_add_ps(sum[u], e[u]);
+    }
+    for (int u = 0; u < 4; u += 2) {
+      const int i = (j + u) / 2;  // pair row i of tile i / 16
+      const size_t at = static_cast<size_t>(i / 16) * TILE + i % 16 * 32;
+      weight_pairs(e[u], e[u + 1], wh + at, wl + at);
+    }
+  }
+  l = _mm512_add_ps(_mm512_mul_ps(l, alpha), _mm512_add_ps(_mm512_add_ps(sum[0], sum[1]), _mm512_add_ps(sum[2], sum[3])));
+  m = m_new;
+  return alpha;
+}
+
+// softmax_weights for the row tile `group` (nr rows) and keys j0 .. j0 + nk - 1. Rows past nr
+// (zero queries) are treated as seeing a full tile: their lanes stay finite and are never read.
 template <int D>
-void softmax_rows(const AttentionProblem& p, const Row<D>* group, int nr, int j0, int nk, float* sT, __m512& m, __m512& l, __m512& alpha) {
+__m512 row_tile_softmax(const AttentionProblem& p, const Row<D>* group, int nr, int j0, int nk, const float* sT, __m512& m, __m512& l, uint16_t* wh, uint16_t* wl) {
+  bool full = nk == TK && !p.mask;
+  for (int r = 0; r < nr && full; r++) full = group[r].lo <= j0 && group[r].hi >= j0 + TK - 1;
+  if (full) return softmax_weights<false>(sT, nullptr, m, l, wh, wl);
   alignas(64) int lo[16], hi[16];
   for (int r = 0; r < 16; r++) {
     lo[r] = r < nr ? group[r].lo : INT_MAX;
     hi[r] = r < nr ? group[r].hi : -1;
   }
   const __m512i vlo = _mm512_load_si512(lo), vhi = _mm512_load_si512(hi);
-  const __m512 neg_inf = _mm512_set1_ps(NEG_INF);
   // Which rows see key j0 + j (none past nk; those scores are of zero keys).
   __mmask16 seen[TK];
   for (int j = 0; j < TK; j++) {
@@ -209,46 +243,7 @@ void softmax_rows(const AttentionProblem& p, const Row<D>* group, int nr, int j0
     }
     seen[j] = s;
   }
-  // Four accumulators for the maxima and the sums: one chain of dependent adds over the 64 keys
-  // would take four times as long.
-  __m512 mx[4] = {neg_inf, neg_inf, neg_inf, neg_inf};
-  for (int j = 0; j < TK; j += 4)
-    for (int u = 0; u < 4; u++) mx[u] = _mm512_mask_max_ps(mx[u], seen[j + u], mx[u], _mm512_load_ps(sT + (j + u) * 16));
-  const __m512 tile_max = _mm512_max_ps(_mm512_max_ps(mx[0], mx[1]), _mm512_max_ps(mx[2], mx[3]));
-  // Rows that see none of these keys keep their state (alpha 1, weights 0).
-  const __mmask16 any = _mm512_cmp_ps_mask(tile_max, neg_inf, _CMP_NEQ_OQ);
-  const __m512 m_new = _mm512_mask_max_ps(m, any, m, tile_max);
-  const __mmask16 had = _mm512_cmp_ps_mask(m, neg_inf, _CMP_NEQ_OQ);
-  // exp(m - m_new) where the row had a maximum and moves on; 0 where it had none; 1 elsewhere.
-  const __m512 shift = _mm512_maskz_sub_ps(had & any, m, m_new);
-  alpha = _mm512_mask_blend_ps(any & ~had, exp_scalef(shift), _mm512_setzero_ps());
-  __m512 sum[4] = {};
-  for (int j = 0; j < TK; j += 4) {
-    for (int u = 0; u < 4; u++) {
-      float* s = sT + (j + u) * 16;
-      const __m512 x = _mm512_maskz_sub_ps(seen[j + u], _mm512_load_ps(s), m_new);
-      const __m512 e = _mm512_maskz_mov_ps(seen[j + u], exp_scalef(x));
-      _mm512_store_ps(s, e);
-      sum[u] = _mm512_add_ps(sum[u], e);
-    }
-  }
-  l = _mm512_add_ps(_mm512_mul_ps(l, alpha), _mm512_add_ps(_mm512_add_ps(sum[0], sum[1]), _mm512_add_ps(sum[2], sum[3])));
-  m = m_new;
-}
-
-// The weights sT (TK x 16) transposed into the row operand: tile kc, row r = row r's weights of
-// keys 32kc...
-void pack_weights(const float* sT, uint16_t* hi, uint16_t* lo) {
-  for (int kc = 0; kc < TK / 32; kc++) {
-    __m512i a[16], b[16];
-    for (int j = 0; j < 16; j++) {
-      a[j] = _mm512_load_si512(sT + (32 * kc + j) * 16);
-      b[j] = _mm512_load_si512(sT + (32 * kc + 16 + j) * 16);
-    }
-    transpose16(a);
-    transpose16(b);
-    for (int r = 0; r < 16; r++) row_operand(_mm512_castsi512_ps(a[r]), _mm512_castsi512_ps(b[r]), hi, lo, static_cast<size_t>(kc) * TILE + r * 32);
-  }
+  return softmax_weights<true>(sT, seen, m, l, wh, wl);
 }
 
 template <int D>
@@ -262,7 +257,7 @@ void run_item(const AttentionProblem& p, int item) {
   start_rows<D>(p, it, rows, lo, hi);
 
   thread_local LineBuffer<uint16_t> q_buffer, k_buffer, v_buffer, w_buffer;
-  thread_local LineBuffer<float> s_buffer, pv_buffer, state_buffer;
+  thread_local LineBuffer<float> s_buffer, o_buffer, state_buffer;
   uint16_t* qh = q_buffer.get(2 * ITEM_ROWS / 16 * DC * TILE);
   uint16_t* ql = qh + ITEM_ROWS / 16 * DC * TILE;
   uint16_t* kh = k_buffer.get(2 * TK / 16 * DC * TILE);
@@ -272,8 +267,8 @@ void run_item(const AttentionProblem& p, int item) {
   uint16_t* wh = w_buffer.get(2 * TK / 32 * TILE);
   uint16_t* wl = wh + TK / 32 * TILE;
   float* sT = s_buffer.get(TK * 16);
-  float* pv = pv_buffer.get(16 * D);
-  // The rows' running maxima and sums, 16 a row tile.
+  // Each row tile's output, transposed (D x 16), and the rows' running maxima and sums.
+  float* oT = o_buffer.get(static_cast<size_t>(ITEM_ROWS) * D);
   float* ms = state_buffer.get(2 * ITEM_ROWS);
   float* ls = ms + ITEM_ROWS;
 
@@ -282,10 +277,10 @@ void run_item(const AttentionProblem& p, int item) {
     _mm512_store_ps(ms + 16 * rt, _mm512_set1_ps(NEG_INF));
     _mm512_store_ps(ls + 16 * rt, _mm512_setzero_ps());
   }
+  std::fill(oT, oT + static_cast<size_t>(RT) * 16 * D, 0.0f);
   amx_configure_thread();
   const float* krow[TK];
   const float* vrow[TK];
-  alignas(64) float alpha[16];
   size_t seg = 0;
   for (int j0 = lo >= 0 ? lo / TK * TK : 0; j0 <= hi; j0 += TK) {
     const int nk = std::min(TK, p.S - j0);
@@ -293,23 +288,30 @@ void run_item(const AttentionProblem& p, int item) {
     pack_keys<D>(krow, nk, kh, kl);
     pack_values<D>(vrow, nk, vh, vl);
     for (int rt = 0; rt < RT; rt++) {
-      Row<D>* group = rows + 16 * rt;
+      const Row<D>* group = rows + 16 * rt;
       const int nr = std::min(16, n - 16 * rt);
       bool any = false;
       for (int r = 0; r < nr; r++) any = any || sees_tile(group[r], j0);
       if (!any) continue;
       scores<D>(kh, kl, qh + static_cast<size_t>(rt) * DC * TILE, ql + static_cast<size_t>(rt) * DC * TILE, sT);
-      __m512 m = _mm512_load_ps(ms + 16 * rt), l = _mm512_load_ps(ls + 16 * rt), a;
-      softmax_rows<D>(p, group, nr, j0, nk, sT, m, l, a);
+      __m512 m = _mm512_load_ps(ms + 16 * rt), l = _mm512_load_ps(ls + 16 * rt);
+      const __m512 alpha = row_tile_softmax<D>(p, group, nr, j0, nk, sT, m, l, wh, wl);
       _mm512_store_ps(ms + 16 * rt, m);
       _mm512_store_ps(ls + 16 * rt, l);
-      _mm512_store_ps(alpha, a);
-      pack_weights(sT, wh, wl);
-      weighted_values<D>(wh, wl, vh, vl, pv);
-      for (int r = 0; r < nr; r++) {
-        const vf scale = splat(alpha[r]);
-        for (int d = 0; d < D; d += W) storev(group[r].o + d, loadv(group[r].o + d) * scale + loadv(pv + r * D + d));
-      }
+      float* o = oT + static_cast<size_t>(rt) * 16 * D;
+      // Once the rows' maxima settle (most key tiles), alpha is exactly 1 and o stays as it is.
+      if (_mm512_cmp_ps_mask(alpha, _mm512_set1_ps(1.0f), _CMP_NEQ_UQ))
+        for (int d = 0; d < D; d++) _mm512_store_ps(o + d * 16, _mm512_mul_ps(_mm512_load_ps(o + d * 16), alpha));
+      weighted_values<D>(vh, vl, wh, wl, o);
+    }
+  }
+  for (int rt = 0; rt < RT; rt++) {
+    const float* o = oT + static_cast<size_t>(rt) * 16 * D;
+    for (int dg = 0; dg < D / 16; dg++) {
+      __m512i r[16];
+      for (int i = 0; i < 16; i++) r[i] = _mm512_load_si512(o + (16 * dg + i) * 16);
+      transpose16(r);
+      for (int i = 0; i < 16 && 16 * rt + i < n; i++) _mm512_storeu_si512(rows[16 * rt + i].o + 16 * dg, r[i]);
     }
   }
   for (int r = 0; r < n; r++) rows[r].l = ls[r];
