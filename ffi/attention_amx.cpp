@@ -37,16 +37,16 @@ constexpr int ITEM_ROWS = 256;
 constexpr int TILE = 512;  // bf16 in a tile
 static_assert(TK == 64, "a key tile is four 16-key tiles of scores and two 32-key tiles of weights");
 
-// exp(x) for x <= 0 as 2^t, t = x log2(e): 2^(t - n) by its Taylor polynomial on [-1/2, 1/2]
-// (degree 6, ~1e-7), scaled by 2^n with VSCALEFPS, which also gives 0 below float's range: ten
-// instructions where cpu_simd.h's portable exp_nonpositive takes about seventeen. Rounding t
-// costs up to |t| 2^-24 of the result, below the weights' 16-bit halves.
-inline __m512 exp_scalef(__m512 x) {
-  const __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f));
-  const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+// 2^t for t <= 0 (the scores are in base 2: the queries carry log2(e)): t rounded to n by
+// adding and subtracting 1.5 * 2^23, 2^(t - n) by its Taylor polynomial on [-1/2, 1/2]
+// (degree 5, relative error below 3.5e-6, under the weights' 16-bit halves), scaled by 2^n with
+// VSCALEFPS, which also gives 0 below float's range: nine instructions where cpu_simd.h's
+// portable exp_nonpositive takes about seventeen.
+inline __m512 exp2_scalef(__m512 t) {
+  const __m512 round = _mm512_set1_ps(12582912.0f);
+  const __m512 n = _mm512_sub_ps(_mm512_add_ps(t, round), round);
   const __m512 f = _mm512_sub_ps(t, n);
-  __m512 p = _mm512_set1_ps(1.5403530393381609e-4f);  // ln2^6 / 720
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3333558146428443e-3f));  // ln2^5 / 120
+  __m512 p = _mm512_set1_ps(1.3333558146428443e-3f);  // ln2^5 / 120
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6181291076284772e-3f));  // ln2^4 / 24
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5504108664821580e-2f));  // ln2^3 / 6
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022650695910071e-1f));  // ln2^2 / 2
@@ -178,8 +178,8 @@ inline void weight_pairs(__m512 e0, __m512 e1, uint16_t* hi, uint16_t* lo) {
   _mm512_store_si512(lo, l);
 }
 
-// The online softmax of a row tile (lane r = row r) over the key tile whose scores are sT[j][r],
-// `seen` (MASKED) saying which rows see key j: the weights exp(s - m) (0 where unseen) go to the
+// The online softmax of a row tile (lane r = row r) over the key tile whose scores are sT[j][r]
+// (in base 2), `seen` (MASKED) saying which rows see key j: the weights 2^(s - m) (0 where unseen) go to the
 // column-operand tiles wh, wl; m and l (the rows' running maxima and sums) move on; the result
 // is the factor for what the rows summed so far.
 template <bool MASKED>
@@ -199,13 +199,13 @@ __m512 softmax_weights(const float* sT, const __mmask16* seen, __m512& m, __m512
   const __mmask16 any = _mm512_cmp_ps_mask(tile_max, neg_inf, _CMP_NEQ_OQ);
   const __m512 m_new = _mm512_mask_max_ps(m, any, m, tile_max);
   const __mmask16 had = _mm512_cmp_ps_mask(m, neg_inf, _CMP_NEQ_OQ);
-  const __m512 alpha = exp_scalef(_mm512_maskz_sub_ps(had & any, m, m_new));
+  const __m512 alpha = exp2_scalef(_mm512_maskz_sub_ps(had & any, m, m_new));
   __m512 sum[4] = {};
   for (int j = 0; j < TK; j += 4) {
     __m512 e[4];
     for (int u = 0; u < 4; u++) {
       const __m512 s = _mm512_load_ps(sT + (j + u) * 16);
-      e[u] = MASKED ? _mm512_maskz_mov_ps(seen[j + u], exp_scalef(_mm512_maskz_sub_ps(seen[j + u], s, m_new))) : exp_scalef(_mm512_sub_ps(s, m_new));
+      e[u] = MASKED ? _mm512_maskz_mov_ps(seen[j + u], exp2_scalef(_mm512_maskz_sub_ps(seen[j + u], s, m_new))) : exp2_scalef(_mm512_sub_ps(s, m_new));
       sum[u] = _mm512_add_ps(sum[u], e[u]);
     }
     for (int u = 0; u < 4; u += 2) {
@@ -255,6 +255,9 @@ void run_item(const AttentionProblem& p, int item) {
   Row<D>* rows = row_store.data();
   int lo, hi;
   start_rows<D>(p, it, rows, lo, hi);
+  // Scores in base 2: the softmax's exp(s) is 2^(s log2(e)).
+  for (int r = 0; r < n; r++)
+    for (int d = 0; d < D; d += 16) _mm512_storeu_ps(rows[r].q + d, _mm512_mul_ps(_mm512_loadu_ps(rows[r].q + d), _mm512_set1_ps(1.44269504088896341f)));
 
   thread_local LineBuffer<uint16_t> q_buffer, k_buffer, v_buffer, w_buffer;
   thread_local LineBuffer<float> s_buffer, o_buffer, state_buffer;

@@ -101,17 +101,31 @@ void dequantize_slice(const Problem& p, int n0, int c0, int c1, uint16_t* hi, ui
 
 using DequantizeFn = void (*)(const Problem&, int, int, int, uint16_t*, uint16_t*);
 
-// One K chunk for the 2x2 block: accumulators 0..3, weight tiles 4, 5 (`w` and the next row
-// tile, w_next apart), x tiles 6, 7 (likewise).
-inline void tile_step(const uint16_t* w, size_t w_next, const uint16_t* x, size_t x_next) {
-  _tile_loadd(4, w, 64);
-  _tile_loadd(5, w + w_next, 64);
-  _tile_loadd(6, x, 64);
-  _tile_loadd(7, x + x_next, 64);
+// The 2x2 block's products with the weight tiles in 4, 5 and the x tiles in 6, 7.
+inline void block_products() {
   _tile_dpbf16ps(0, 4, 6);
   _tile_dpbf16ps(1, 4, 7);
   _tile_dpbf16ps(2, 5, 6);
   _tile_dpbf16ps(3, 5, 7);
+}
+
+// One K chunk for the 2x2 block: accumulators 0..3 += hi·hi + hi·lo + lo·hi, the weight tiles
+// (`wh`, `wl` and the next row tile, w_next apart) in 4, 5, x's (likewise) in 6, 7. Ordered so
+// that the weights' hi tiles serve two products: ten loads, not twelve.
+inline void tile_step(const uint16_t* wh, const uint16_t* wl, size_t w_next, const uint16_t* xh, const uint16_t* xl, size_t x_next) {
+  _tile_loadd(4, wh, 64);
+  _tile_loadd(5, wh + w_next, 64);
+  _tile_loadd(6, xh, 64);
+  _tile_loadd(7, xh + x_next, 64);
+  block_products();
+  _tile_loadd(6, xl, 64);
+  _tile_loadd(7, xl + x_next, 64);
+  block_products();
+  _tile_loadd(4, wl, 64);
+  _tile_loadd(5, wl + w_next, 64);
+  _tile_loadd(6, xh, 64);
+  _tile_loadd(7, xh + x_next, 64);
+  block_products();
 }
 
 // out[m, n0 .. n0 + NB) for every row m of x. The 2x2 blocks of sums wait in `sums` between K
@@ -137,9 +151,7 @@ void panel_product(const Problem& p, const PackedX& x, DequantizeFn dequantize, 
       }
       for (int k = k0; k < k1; k++) {
         const size_t w = tile_at(0, k - k0, KB), xt = tile_at(m0 / 16, k, chunks);
-        tile_step(wh + w, w_next, x.hi + xt, x_next);
-        tile_step(wl + w, w_next, x.hi + xt, x_next);
-        tile_step(wh + w, w_next, x.lo + xt, x_next);
+        tile_step(wh + w, wl + w, w_next, x.hi + xt, x.lo + xt, x_next);
       }
       _tile_stored(0, c, 64);
       _tile_stored(1, c + 256, 64);
