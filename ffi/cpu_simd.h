@@ -4,6 +4,7 @@
 // the same code becomes AVX2/AVX-512 on x86 and NEON on arm64.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -93,19 +94,26 @@ inline vf exp_nonpositive(vf x) {
   return y * (vf)((n + 127) << 23);
 }
 
-// Row-contiguous data of `a`, or a gathered copy in `scratch` (views: transposes, broadcasts).
+// Row-contiguous data of `a`, or a gathered copy in `scratch` (views: transposes, slices,
+// broadcasts), a row of the last dimension at a time: in most views that row is contiguous.
 template <typename T>
 const T* row_contiguous(const mlx::core::array& a, std::vector<T>& scratch) {
-  if (a.flags().row_contiguous) return a.data<T>();
+  if (a.flags().row_contiguous || a.ndim() == 0) return a.data<T>();
   scratch.resize(a.size());
+  if (!a.size()) return scratch.data();
   const T* base = a.data<T>();
-  const int nd = static_cast<int>(a.ndim());
-  std::vector<int> idx(nd, 0);
-  for (size_t i = 0; i < a.size(); i++) {
+  const int outer = static_cast<int>(a.ndim()) - 1;
+  const int64_t n = a.shape(outer), step = a.strides()[outer];
+  std::vector<int> idx(outer, 0);
+  T* dst = scratch.data();
+  for (size_t row = 0; row < a.size() / n; row++, dst += n) {
     int64_t at = 0;
-    for (int d = 0; d < nd; d++) at += static_cast<int64_t>(idx[d]) * a.strides()[d];
-    scratch[i] = base[at];
-    for (int d = nd - 1; d >= 0; d--) {
+    for (int d = 0; d < outer; d++) at += static_cast<int64_t>(idx[d]) * a.strides()[d];
+    const T* src = base + at;
+    if (step == 1) std::copy(src, src + n, dst);
+    else
+      for (int64_t j = 0; j < n; j++) dst[j] = src[j * step];
+    for (int d = outer - 1; d >= 0; d--) {
       if (++idx[d] < a.shape(d)) break;
       idx[d] = 0;
     }
