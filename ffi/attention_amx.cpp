@@ -179,9 +179,9 @@ inline void weight_pairs(__m512 e0, __m512 e1, uint16_t* hi, uint16_t* lo) {
 }
 
 // The online softmax of a row tile (lane r = row r) over the key tile whose scores are sT[j][r]
-// (in base 2), `seen` (MASKED) saying which rows see key j: the weights 2^(s - m) (0 where unseen) go to the
-// column-operand tiles wh, wl; m and l (the rows' running maxima and sums) move on; the result
-// is the factor for what the rows summed so far.
+// (in base 2), `seen` (MASKED) saying which rows see key j: the weights 2^(s - m) (0 where
+// unseen) go to the column-operand tiles wh, wl; m and l (the rows' running maxima and sums) move
+// on; the result is the factor for what the rows summed so far.
 template <bool MASKED>
 __m512 softmax_weights(const float* sT, const __mmask16* seen, __m512& m, __m512& l, uint16_t* wh, uint16_t* wl) {
   const __m512 neg_inf = _mm512_set1_ps(NEG_INF);
@@ -255,9 +255,6 @@ void run_item(const AttentionProblem& p, int item) {
   Row<D>* rows = row_store.data();
   int lo, hi;
   start_rows<D>(p, it, rows, lo, hi);
-  // Scores in base 2: the softmax's exp(s) is 2^(s log2(e)).
-  for (int r = 0; r < n; r++)
-    for (int d = 0; d < D; d += 16) _mm512_storeu_ps(rows[r].q + d, _mm512_mul_ps(_mm512_loadu_ps(rows[r].q + d), _mm512_set1_ps(1.44269504088896341f)));
 
   thread_local LineBuffer<uint16_t> q_buffer, k_buffer, v_buffer, w_buffer;
   thread_local LineBuffer<float> s_buffer, o_buffer, state_buffer;
@@ -337,6 +334,8 @@ void attention_tiles(AttentionProblem& p, int D) {
   // At least two items per head from 32 rows, so both cores have work with few heads.
   p.rowsPerItem = std::min(ITEM_ROWS, (rows / 2 + 15) / 16 * 16);
   p.itemsPerHead = (rows + p.rowsPerItem - 1) / p.rowsPerItem;
+  // Scores in base 2 (the softmax's exp(s) is 2^(s log2(e))): start_rows scales the queries.
+  p.scale *= 1.44269504088896341f;
   auto fn = D == 64 ? run_items<64> : D == 128 ? run_items<128> : run_items<256>;
   parallel_for(fn, &p, p.B * p.Hkv * p.itemsPerHead, 1);
 }
