@@ -19,6 +19,37 @@ namespace {
 
 using namespace cpu;
 
+// Cosines and sines at positions firsts[b] .. firsts[b] + L - 1 for each frequency, (B, L, half).
+// Every layer's queries and keys in a forward share them, so the last table is kept and reused.
+struct Angles {
+  std::vector<int64_t> firsts;
+  int L = 0;
+  float scale = 0;
+  std::vector<double> inv;
+  std::vector<float> cos, sin;
+};
+
+const Angles& angles(const std::vector<int64_t>& firsts, int L, float scale, const std::vector<double>& inv) {
+  thread_local Angles t;
+  if (t.firsts == firsts && t.L == L && t.scale == scale && t.inv == inv) return t;
+  const size_t half = inv.size();
+  t.firsts = firsts, t.L = L, t.scale = scale, t.inv = inv;
+  t.cos.resize(firsts.size() * L * half);
+  t.sin.resize(t.cos.size());
+  size_t at = 0;
+  for (const int64_t first : firsts) {
+    for (int l = 0; l < L; l++) {
+      const double pos = static_cast<double>(first + l) * scale;
+      for (size_t i = 0; i < half; i++, at++) {
+        const double a = pos * inv[i];
+        t.cos[at] = static_cast<float>(std::cos(a));
+        t.sin[at] = static_cast<float>(std::sin(a));
+      }
+    }
+  }
+  return t;
+}
+
 // Inputs: x (B, H, L, D), then int32 offsets (B,) when per sequence, then float32 periods
 // (dims / 2,) when given. Angles in double, rounded once to float32 sines and cosines.
 struct RopeParams {
@@ -47,17 +78,14 @@ class RopeCpu : public mx::UnaryPrimitive {
       } else {
         for (int i = 0; i < half; i++) inv[i] = std::pow(static_cast<double>(d.base), -2.0 * i / d.dims);
       }
-      std::vector<float> cs(half), sn(half);
+      std::vector<int64_t> firsts(B);
+      for (int b = 0; b < B; b++) firsts[b] = d.offsets ? in[1].data<int32_t>()[b * in[1].strides()[0]] : d.offset;
+      const Angles& t = angles(firsts, L, d.scale, inv);
       float* o = out.data<float>();
       for (int b = 0; b < B; b++) {
-        const int64_t first = d.offsets ? in[1].data<int32_t>()[b * in[1].strides()[0]] : d.offset;
         for (int l = 0; l < L; l++) {
-          const double pos = static_cast<double>(first + l) * d.scale;
-          for (int i = 0; i < half; i++) {
-            const double a = pos * inv[i];
-            cs[i] = static_cast<float>(std::cos(a));
-            sn[i] = static_cast<float>(std::sin(a));
-          }
+          const float* cs = t.cos.data() + (static_cast<size_t>(b) * L + l) * half;
+          const float* sn = t.sin.data() + (static_cast<size_t>(b) * L + l) * half;
           for (int h = 0; h < H; h++) {
             const float* src = x.p + b * x.s0 + h * x.s1 + l * x.s2;
             float* dst = o + ((static_cast<int64_t>(b) * H + h) * L + l) * D;
