@@ -16,12 +16,15 @@
 //   q       column operand, tile (rt, dc): row i = the pairs (d 32dc + 2i, + 1) of query rows 16rt..
 //   v       row operand, tile (kc, dg): row i = d 16dg + i of keys 32kc..
 //   weights column operand, tile kc: row i = the pairs (keys 32kc + 2i, + 1) of the row tile
-// An item repacks every key tile it reads, so items are large (up to ITEM_ROWS rows).
+// An item repacks every key tile it reads, so items are large (up to ITEM_ROWS rows). A head with
+// up to SPLIT_ROWS rows and many keys is one item per part of its keys instead (an agent's next
+// turn over a long cache): each key tile is then packed once, and the parts merge after.
 
 #include "attention_amx.h"
 
 #include <algorithm>
 #include <climits>
+#include <cmath>
 #include <vector>
 
 #include "amx.h"
@@ -34,6 +37,9 @@ namespace {
 
 constexpr int MIN_ROWS = 16;
 constexpr int ITEM_ROWS = 256;
+constexpr int SPLIT_ROWS = 512;
+constexpr int KEY_PARTS = 2;
+constexpr int MIN_SPLIT_TILES = 4 * KEY_PARTS;  // key tiles, for parts worth their merge
 constexpr int TILE = 512;  // bf16 in a tile
 static_assert(TK == 64, "a key tile is four 16-key tiles of scores and two 32-key tiles of weights");
 
@@ -249,17 +255,18 @@ __m512 row_tile_softmax(const AttentionProblem& p, const Row<D>* group, int nr, 
 template <int D>
 void run_item(const AttentionProblem& p, int item) {
   constexpr int DC = D / 32;
-  const Item it = item_of(p, item);
+  const int part = item % p.keyParts;
+  const Item it = item_of(p, item / p.keyParts);
   const int n = it.n, RT = (n + 15) / 16;
-  thread_local std::vector<Row<D>> row_store(ITEM_ROWS);
+  thread_local std::vector<Row<D>> row_store(SPLIT_ROWS);
   Row<D>* rows = row_store.data();
   int lo, hi;
   start_rows<D>(p, it, rows, lo, hi);
 
   thread_local LineBuffer<uint16_t> q_buffer, k_buffer, v_buffer, w_buffer;
   thread_local LineBuffer<float> s_buffer, o_buffer, state_buffer;
-  uint16_t* qh = q_buffer.get(2 * ITEM_ROWS / 16 * DC * TILE);
-  uint16_t* ql = qh + ITEM_ROWS / 16 * DC * TILE;
+  uint16_t* qh = q_buffer.get(2 * SPLIT_ROWS / 16 * DC * TILE);
+  uint16_t* ql = qh + SPLIT_ROWS / 16 * DC * TILE;
   uint16_t* kh = k_buffer.get(2 * TK / 16 * DC * TILE);
   uint16_t* kl = kh + TK / 16 * DC * TILE;
   uint16_t* vh = v_buffer.get(2 * TK / 32 * (D / 16) * TILE);
@@ -268,9 +275,9 @@ void run_item(const AttentionProblem& p, int item) {
   uint16_t* wl = wh + TK / 32 * TILE;
   float* sT = s_buffer.get(TK * 16);
   // Each row tile's output, transposed (D x 16), and the rows' running maxima and sums.
-  float* oT = o_buffer.get(static_cast<size_t>(ITEM_ROWS) * D);
-  float* ms = state_buffer.get(2 * ITEM_ROWS);
-  float* ls = ms + ITEM_ROWS;
+  float* oT = o_buffer.get(static_cast<size_t>(SPLIT_ROWS) * D);
+  float* ms = state_buffer.get(2 * SPLIT_ROWS);
+  float* ls = ms + SPLIT_ROWS;
 
   for (int rt = 0; rt < RT; rt++) {
     pack_queries<D>(rows, n, rt, qh, ql);
@@ -282,7 +289,13 @@ void run_item(const AttentionProblem& p, int item) {
   const float* krow[TK];
   const float* vrow[TK];
   size_t seg = 0;
-  for (int j0 = lo >= 0 ? lo / TK * TK : 0; j0 <= hi; j0 += TK) {
+  int first = lo >= 0 ? lo / TK * TK : 0, last = hi;
+  if (p.keyParts > 1) {
+    const int per = ((hi - first) / TK / p.keyParts + 1) * TK;  // the parts' key tiles, rounded up
+    first += part * per;
+    last = std::min(hi, first + per - 1);
+  }
+  for (int j0 = first; j0 <= last; j0 += TK) {
     const int nk = std::min(TK, p.S - j0);
     tile_rows(p, it, j0, nk, seg, krow, vrow);
     pack_keys<D>(krow, nk, kh, kl);
@@ -314,8 +327,46 @@ void run_item(const AttentionProblem& p, int item) {
       for (int i = 0; i < 16 && 16 * rt + i < n; i++) _mm512_storeu_si512(rows[16 * rt + i].o + 16 * dg, r[i]);
     }
   }
-  for (int r = 0; r < n; r++) rows[r].l = ls[r];
-  finish_rows<D>(p, it, rows);
+  if (p.keyParts == 1) {
+    for (int r = 0; r < n; r++) rows[r].l = ls[r];
+    finish_rows<D>(p, it, rows);
+    return;
+  }
+  for (int r = 0; r < n; r++) {
+    float* to = p.partial + (static_cast<size_t>(item) * SPLIT_ROWS + r) * (D + 16);
+    std::copy(rows[r].o, rows[r].o + D, to);
+    to[D] = ms[r], to[D + 1] = ls[r];
+  }
+}
+
+// Each row's parts (maxima in base 2) into o / l, as finish_rows writes a whole item's.
+template <int D>
+void merge_parts(void* ctx, int begin, int end) {
+  const AttentionProblem& p = *static_cast<const AttentionProblem*>(ctx);
+  const int rep = p.Hq / p.Hkv;
+  for (int item = begin; item < end; item++) {
+    const Item it = item_of(p, item);
+    for (int r = 0; r < it.n; r++) {
+      const float* parts[KEY_PARTS];
+      float m = NEG_INF;
+      for (int k = 0; k < p.keyParts; k++) {
+        parts[k] = p.partial + ((static_cast<size_t>(item) * p.keyParts + k) * SPLIT_ROWS + r) * (D + 16);
+        m = std::max(m, parts[k][D]);
+      }
+      vf o[D / W] = {};
+      float l = 0;
+      for (int k = 0; k < p.keyParts; k++) {
+        if (parts[k][D] == NEG_INF) continue;  // this part's keys: none seen
+        const float a = std::exp2(parts[k][D] - m);
+        l += a * parts[k][D + 1];
+        for (int d = 0; d < D / W; d++) o[d] += loadv(parts[k] + d * W) * a;
+      }
+      const int i = (it.r0 + r) / rep, h = it.kvh * rep + (it.r0 + r) % rep;
+      float* out = p.out + ((static_cast<int64_t>(it.b) * p.Hq + h) * p.L + i) * D;
+      const vf inv = splat(l > 0 ? 1.0f / l : 0.0f);
+      for (int d = 0; d < D / W; d++) storev(out + d * W, o[d] * inv);
+    }
+  }
 }
 
 template <int D>
@@ -331,12 +382,22 @@ bool attention_tiles_take(int rows_per_head, int D) {
 
 void attention_tiles(AttentionProblem& p, int D) {
   const int rows = p.L * (p.Hq / p.Hkv);
-  // At least two items per head from 32 rows, so both cores have work with few heads.
-  p.rowsPerItem = std::min(ITEM_ROWS, (rows / 2 + 15) / 16 * 16);
-  p.itemsPerHead = (rows + p.rowsPerItem - 1) / p.rowsPerItem;
   // Scores in base 2 (the softmax's exp(s) is 2^(s log2(e))): start_rows scales the queries.
   p.scale *= 1.44269504088896341f;
   auto fn = D == 64 ? run_items<64> : D == 128 ? run_items<128> : run_items<256>;
+  if (rows <= SPLIT_ROWS && (p.S + TK - 1) / TK >= MIN_SPLIT_TILES) {
+    p.rowsPerItem = rows;
+    p.itemsPerHead = 1;
+    p.keyParts = KEY_PARTS;
+    thread_local LineBuffer<float> partial;
+    p.partial = partial.get(static_cast<size_t>(p.B) * p.Hkv * KEY_PARTS * SPLIT_ROWS * (D + 16));
+    parallel_for(fn, &p, p.B * p.Hkv * KEY_PARTS, 1);
+    parallel_for(D == 64 ? merge_parts<64> : D == 128 ? merge_parts<128> : merge_parts<256>, &p, p.B * p.Hkv, 1);
+    return;
+  }
+  // At least two items per head from 32 rows, so both cores have work with few heads.
+  p.rowsPerItem = std::min(ITEM_ROWS, (rows / 2 + 15) / 16 * 16);
+  p.itemsPerHead = (rows + p.rowsPerItem - 1) / p.rowsPerItem;
   parallel_for(fn, &p, p.B * p.Hkv * p.itemsPerHead, 1);
 }
 #else

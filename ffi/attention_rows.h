@@ -38,6 +38,10 @@ struct AttentionProblem {
   bool causal;
   float scale;
   int rowsPerItem, itemsPerHead;
+  // The AMX kernel may split each item's keys into parts computed apart and merged after: each
+  // part's rows' unnormalized output, maximum and sum wait in `partial`.
+  int keyParts = 1;
+  float* partial = nullptr;
 };
 
 template <int D>

@@ -131,6 +131,27 @@ describe("attention on the CPU (project kernel)", () => {
     });
   });
 
+  test("a turn over a long cache (each head's keys in two parts, merged) matches the reference, rows seeing one part or none included", () => {
+    mx.tidy(() => {
+      for (const D of [64, 128]) {
+        const c = { B: 3, Hq: 4, Hkv: 2, L: 40, S: 700, D };
+        const { q, k, v, Q, K, V } = inputs(c, 51 + D);
+        // Sequence 0 is causal over the whole cache; 1 sees only the first 100 keys (the first
+        // part); 2 sees only its last 50 (the second part), and its query 0 none at all.
+        const sees = (b: number, i: number, j: number) =>
+          b === 0 ? j <= c.S - c.L + i : b === 1 ? j < 100 : i > 0 && j >= c.S - 50 && j <= c.S - c.L + i;
+        const mask = mx.array(Uint8Array.from({ length: c.B * c.L * c.S }, (_, n) => {
+          const b = Math.floor(n / (c.L * c.S)), i = Math.floor(n / c.S) % c.L, j = n % c.S;
+          return sees(b, i, j) ? 1 : 0;
+        }), [c.B, 1, c.L, c.S], Dtype.bool);
+        const got = values(mx.scaledDotProductAttention(Q, K, V, 0.125, mask));
+        expectClose(got, attentionRef(q, k, v, c, 0.125, (b, _h, i, j) => (sees(b, i, j) ? 0 : -Infinity)), ...tol(c), `parts, D ${D}`);
+        for (let h = 0; h < c.Hq; h++) expect(got.slice(((2 * c.Hq + h) * c.L) * D, ((2 * c.Hq + h) * c.L + 1) * D).every((x) => x === 0)).toBe(true);
+        expectClose(values(mx.scaledDotProductAttention(Q, K, V, 0.125, "causal")), attentionRef(q, k, v, c, 0.125, (_b, _h, i, j) => (j <= c.S - c.L + i ? 0 : -Infinity)), ...tol(c), `parts causal, D ${D}`);
+      }
+    });
+  });
+
   test("a query that sees no key gets zeros; the others in its batch are unaffected", () => {
     mx.tidy(() => {
       const c = { B: 2, Hq: 2, Hkv: 1, L: 1, S: 10, D: 64 };
