@@ -16,9 +16,10 @@
 //   q       column operand, tile (rt, dc): row i = the pairs (d 32dc + 2i, + 1) of query rows 16rt..
 //   v       row operand, tile (kc, dg): row i = d 16dg + i of keys 32kc..
 //   weights column operand, tile kc: row i = the pairs (keys 32kc + 2i, + 1) of the row tile
-// An item repacks every key tile it reads, so items are large (up to ITEM_ROWS rows). A head with
-// up to SPLIT_ROWS rows and many keys is one item per part of its keys instead (an agent's next
-// turn over a long cache): each key tile is then packed once, and the parts merge after.
+// An item repacks every key tile it reads, so items are large (up to ITEM_ROWS rows). Over many
+// keys (an agent's next turn, a prefill chunk over a long cache), a head's rows go in blocks of up
+// to SPLIT_ROWS and each block's keys in KEY_PARTS parts, one item each, merged after: each key
+// tile is packed once per block rather than once per two row blocks of half the size.
 
 #include "attention_amx.h"
 
@@ -385,14 +386,17 @@ void attention_tiles(AttentionProblem& p, int D) {
   // Scores in base 2 (the softmax's exp(s) is 2^(s log2(e))): start_rows scales the queries.
   p.scale *= 1.44269504088896341f;
   auto fn = D == 64 ? run_items<64> : D == 128 ? run_items<128> : run_items<256>;
-  if (rows <= SPLIT_ROWS && (p.S + TK - 1) / TK >= MIN_SPLIT_TILES) {
-    p.rowsPerItem = rows;
-    p.itemsPerHead = 1;
+  if ((p.S + TK - 1) / TK >= MIN_SPLIT_TILES) {
+    // Row blocks of up to SPLIT_ROWS, as even as whole row tiles allow.
+    const int blocks = (rows + SPLIT_ROWS - 1) / SPLIT_ROWS;
+    p.rowsPerItem = (rows / blocks + 15) / 16 * 16;
+    p.itemsPerHead = (rows + p.rowsPerItem - 1) / p.rowsPerItem;
     p.keyParts = KEY_PARTS;
     thread_local LineBuffer<float> partial;
-    p.partial = partial.get(static_cast<size_t>(p.B) * p.Hkv * KEY_PARTS * SPLIT_ROWS * (D + 16));
-    parallel_for(fn, &p, p.B * p.Hkv * KEY_PARTS, 1);
-    parallel_for(D == 64 ? merge_parts<64> : D == 128 ? merge_parts<128> : merge_parts<256>, &p, p.B * p.Hkv, 1);
+    const int items = p.B * p.Hkv * p.itemsPerHead;
+    p.partial = partial.get(static_cast<size_t>(items) * KEY_PARTS * SPLIT_ROWS * (D + 16));
+    parallel_for(fn, &p, items * KEY_PARTS, 1);
+    parallel_for(D == 64 ? merge_parts<64> : D == 128 ? merge_parts<128> : merge_parts<256>, &p, items, 1);
     return;
   }
   // At least two items per head from 32 rows, so both cores have work with few heads.

@@ -133,8 +133,9 @@ describe("attention on the CPU (project kernel)", () => {
 
   test("a turn over a long cache (each head's keys in two parts, merged) matches the reference, rows seeing one part or none included", () => {
     mx.tidy(() => {
-      for (const D of [64, 128]) {
-        const c = { B: 3, Hq: 4, Hkv: 2, L: 40, S: 700, D };
+      // One block of rows per head, in two sizes of head; then 600 rows per head: two blocks.
+      for (const [D, Hq, Hkv, L] of [[64, 4, 2, 40], [128, 4, 2, 40], [64, 9, 3, 200]]) {
+        const c = { B: 3, Hq, Hkv, L, S: 700, D };
         const { q, k, v, Q, K, V } = inputs(c, 51 + D);
         // Sequence 0 is causal over the whole cache; 1 sees only the first 100 keys (the first
         // part); 2 sees only its last 50 (the second part), and its query 0 none at all.
