@@ -4,14 +4,10 @@
 // the layer); this is one vectorized pass.
 #pragma once
 
+#include "gated.h"
 #include "mlx/mlx.h"
 
 namespace semantic {
-
-enum class GateActivation {
-  silu,  // x * sigmoid(x)
-  gelu_tanh,  // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) = x * sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3))
-};
 
 /**
  * act(gate) * up, elementwise, for gate and up of one shape. The CPU kernel takes float32;

@@ -74,18 +74,18 @@ void pack_rows(void* ctx, int t0, int t1) {
   }
 }
 
-// K chunks [c0, c1) of weight rows n0 .. n0 + NB - 1 dequantized into hi and lo halves, as
-// NB / 16 row tiles of KB chunks; rows past N are zero.
+// K chunks [c0, c1) of weight rows n0 .. n0 + 15 of `p` dequantized into hi and lo halves, as
+// row tile t of the panel (its tiles are KB chunks); rows past N are zero.
 template <int BITS, int G>
-void dequantize_slice(const Problem& p, int n0, int c0, int c1, uint16_t* hi, uint16_t* lo) {
+void dequantize_slice(const Problem& p, int n0, int t, int c0, int c1, uint16_t* hi, uint16_t* lo) {
   const int groups = p.K / G, words = p.K * BITS / 32;
-  for (int i = 0; i < NB; i++) {
+  for (int i = 0; i < 16; i++) {
     const int n = n0 + i;
     const uint32_t* row = p.w + static_cast<size_t>(n) * words;
     const float* s = p.scales + static_cast<size_t>(n) * groups;
     const float* b = p.biases + static_cast<size_t>(n) * groups;
     for (int c = c0; c < c1; c++) {
-      const size_t at = tile_at(i / 16, c - c0, KB) + (i % 16) * KT;
+      const size_t at = tile_at(t, c - c0, KB) + i * KT;
       if (n >= p.N) {
         std::memset(hi + at, 0, KT * sizeof *hi);
         std::memset(lo + at, 0, KT * sizeof *lo);
@@ -99,7 +99,7 @@ void dequantize_slice(const Problem& p, int n0, int c0, int c1, uint16_t* hi, ui
   }
 }
 
-using DequantizeFn = void (*)(const Problem&, int, int, int, uint16_t*, uint16_t*);
+using DequantizeFn = void (*)(const Problem&, int, int, int, int, uint16_t*, uint16_t*);
 
 // The 2x2 block's products with the weight tiles in 4, 5 and the x tiles in 6, 7.
 inline void block_products() {
@@ -128,14 +128,21 @@ inline void tile_step(const uint16_t* wh, const uint16_t* wl, size_t w_next, con
   block_products();
 }
 
-// out[m, n0 .. n0 + NB) for every row m of x. The 2x2 blocks of sums wait in `sums` between K
-// slices, 4 tiles per block of MB rows.
-void panel_product(const Problem& p, const PackedX& x, DequantizeFn dequantize, uint16_t* wh, uint16_t* wl, int n0, float* sums) {
+// A panel's two row tiles of weights: rows n[t] .. n[t] + 15 of w[t]. A plain matmul's panel is
+// 32 consecutive rows of one matrix; a gated one's, the same 16 rows of gate and of up.
+struct Panel {
+  const Problem* w[2];
+  int n[2];
+};
+
+// The 2x2 blocks' sums for every row m of x: block m0 / MB's 4 tiles wait in `sums` between K
+// slices. Tile 2a + b of a block holds panel row 16a + i, x row m0 + 16b + j at [i][j].
+void panel_sums(const Problem& p, const PackedX& x, DequantizeFn dequantize, const Panel& panel, uint16_t* wh, uint16_t* wl, float* sums) {
   const int chunks = p.K / KT, Mp = x.Mp;
   const size_t w_next = tile_at(1, 0, KB), x_next = tile_at(1, 0, chunks);
   for (int k0 = 0; k0 < chunks; k0 += KB) {
     const int k1 = std::min(chunks, k0 + KB);
-    dequantize(p, n0, k0, k1, wh, wl);
+    for (int t = 0; t < 2; t++) dequantize(*panel.w[t], panel.n[t], t, k0, k1, wh, wl);
     for (int m0 = 0; m0 < Mp; m0 += MB) {
       float* c = sums + static_cast<size_t>(m0) * 32;  // 4 tiles of 16 x 16
       if (k0 == 0) {
@@ -159,25 +166,50 @@ void panel_product(const Problem& p, const PackedX& x, DequantizeFn dequantize, 
       _tile_stored(3, c + 768, 64);
     }
   }
-  // Tile 2a + b of a block holds out.T[n0 + 16a + i, m0 + 16b + j] at [i][j]: transposed, its
-  // row j is 16 outputs of row m0 + 16b + j.
+}
+
+// Tile t of x rows m0 .. m0 + 15 transposed: r[j] is panel rows 16t .. 16t + 15 of x row m0 + j.
+inline void transposed_tile(const float* sums, int m0, int t, __m512i r[16]) {
+  const float* tile = sums + static_cast<size_t>(m0 / MB) * MB * 32 + (2 * t + m0 % MB / 16) * 256;
+  for (int i = 0; i < 16; i++) r[i] = _mm512_load_si512(tile + i * 16);
+  transpose16(r);
+}
+
+inline __mmask16 first_lanes(int n) {
+  return n >= 16 ? 0xffff : static_cast<__mmask16>((1u << n) - 1);
+}
+
+// out[m, n0 .. n0 + NB) = the panel's sums (rows n0 .. n0 + 31 of one matrix).
+void write_panel(const Problem& p, const float* sums, int n0) {
   for (int m0 = 0; m0 < p.M; m0 += 16) {
-    const float* block = sums + static_cast<size_t>(m0 / MB) * MB * 32;
-    const int b = m0 % MB / 16;
-    for (int a = 0; a < 2; a++) {
-      const int n = n0 + 16 * a;
-      if (n >= p.N) break;
+    for (int t = 0; t < 2 && n0 + 16 * t < p.N; t++) {
       __m512i r[16];
-      for (int i = 0; i < 16; i++) r[i] = _mm512_load_si512(block + (2 * a + b) * 256 + i * 16);
-      transpose16(r);
-      const __mmask16 valid = p.N - n >= 16 ? 0xffff : static_cast<__mmask16>((1u << (p.N - n)) - 1);
-      for (int j = 0; j < 16 && m0 + j < p.M; j++) _mm512_mask_storeu_epi32(p.out + static_cast<size_t>(m0 + j) * p.N + n, valid, r[j]);
+      transposed_tile(sums, m0, t, r);
+      const __mmask16 valid = first_lanes(p.N - n0 - 16 * t);
+      for (int j = 0; j < 16 && m0 + j < p.M; j++) _mm512_mask_storeu_epi32(p.out + static_cast<size_t>(m0 + j) * p.N + n0 + 16 * t, valid, r[j]);
+    }
+  }
+}
+
+// out[m, n0 .. n0 + 16) = act(gate sums) * up sums (tiles 0 and 1 of the panel).
+template <GateActivation A>
+void write_gated(const Problem& p, const float* sums, int n0) {
+  const __mmask16 valid = first_lanes(p.N - n0);
+  for (int m0 = 0; m0 < p.M; m0 += 16) {
+    __m512i g[16], u[16];
+    transposed_tile(sums, m0, 0, g);
+    transposed_tile(sums, m0, 1, u);
+    for (int j = 0; j < 16 && m0 + j < p.M; j++) {
+      const vf y = gated<A>((vf)_mm512_castsi512_ps(g[j]), (vf)_mm512_castsi512_ps(u[j]));
+      _mm512_mask_storeu_ps(p.out + static_cast<size_t>(m0 + j) * p.N + n0, valid, (__m512)y);
     }
   }
 }
 
 struct PanelJob {
   const Problem* p;
+  const Problem* up;  // gated: p holds the gate's weights and the output
+  GateActivation act;
   const PackedX* x;
   DequantizeFn dequantize;
 };
@@ -191,7 +223,18 @@ void run_panels(void* ctx, int first, int last) {
   uint16_t* lo = lo_buffer.get(static_cast<size_t>(NB) * KB * KT);
   float* sums = sums_buffer.get(static_cast<size_t>(job.x->Mp) * NB);
   amx_configure_thread();
-  for (int panel = first; panel < last; panel++) panel_product(p, *job.x, job.dequantize, hi, lo, panel * NB, sums);
+  for (int panel = first; panel < last; panel++) {
+    if (!job.up) {
+      const int n0 = panel * NB;
+      panel_sums(p, *job.x, job.dequantize, {{&p, &p}, {n0, n0 + 16}}, hi, lo, sums);
+      write_panel(p, sums, n0);
+      continue;
+    }
+    const int n0 = panel * 16;
+    panel_sums(p, *job.x, job.dequantize, {{&p, job.up}, {n0, n0}}, hi, lo, sums);
+    if (job.act == GateActivation::silu) write_gated<GateActivation::silu>(p, sums, n0);
+    else write_gated<GateActivation::gelu_tanh>(p, sums, n0);
+  }
 }
 
 template <int BITS>
@@ -218,16 +261,31 @@ bool qmm_amx_takes(int bits, int group_size, int K) {
   return amx_available() && pick(bits, group_size) && K % KT == 0 && K > 0;
 }
 
-void qmm_amx(const Problem& p, int bits, int group_size) {
-  if (p.M == 0 || p.N == 0) return;
+namespace {
+
+// x packed once, then the panels over the pool.
+void run(const Problem& p, const Problem* up, GateActivation act, int bits, int group_size) {
   thread_local LineBuffer<uint16_t> hi, lo;
   const int Mp = (p.M + MB - 1) / MB * MB;
   const size_t size = static_cast<size_t>(Mp) * p.K;
   PackedX x{hi.get(size), lo.get(size), Mp};
   PackJob pack{&p, &x};
   parallel_for(pack_rows, &pack, x.Mp / 16, 1);
-  PanelJob job{&p, &x, pick(bits, group_size)};
-  parallel_for(run_panels, &job, (p.N + NB - 1) / NB, 1);
+  PanelJob job{&p, up, act, &x, pick(bits, group_size)};
+  const int rows = up ? 16 : NB;  // output columns per panel
+  parallel_for(run_panels, &job, (p.N + rows - 1) / rows, 1);
+}
+
+}  // namespace
+
+void qmm_amx(const Problem& p, int bits, int group_size) {
+  if (p.M == 0 || p.N == 0) return;
+  run(p, nullptr, GateActivation::silu, bits, group_size);
+}
+
+void qmm_amx_gated(const Problem& gate, const Problem& up, GateActivation act, int bits, int group_size) {
+  if (gate.M == 0 || gate.N == 0) return;
+  run(gate, &up, act, bits, group_size);
 }
 #else
 bool qmm_amx_takes(int, int, int) {
@@ -235,6 +293,8 @@ bool qmm_amx_takes(int, int, int) {
 }
 
 void qmm_amx(const Problem&, int, int) {}
+
+void qmm_amx_gated(const Problem&, const Problem&, GateActivation, int, int) {}
 #endif
 
 }  // namespace semantic::cpu

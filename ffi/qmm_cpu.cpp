@@ -217,6 +217,66 @@ class QuantizedCpu : public mx::UnaryPrimitive {
   int bits_;
 };
 
+// act(gate) * up over n values, in place in g.
+template <GateActivation A>
+void gate_in_place(float* g, const float* u, int64_t n) {
+  int64_t i = 0;
+  for (; i + W <= n; i += W) storev(g + i, gated<A>(loadv(g + i), loadv(u + i)));
+  for (; i < n; i++) {
+    alignas(64) float a[W] = {g[i]}, b[W] = {u[i]};
+    g[i] = gated<A>(loadv(a), loadv(b))[0];
+  }
+}
+
+// Inputs (x, gate w, scales, biases, up w, scales, biases): act(x @ gate.T) * (x @ up.T).
+class QuantizedGatedCpu : public mx::UnaryPrimitive {
+ public:
+  QuantizedGatedCpu(mx::Stream stream, GateActivation act, int group_size, int bits)
+      : mx::UnaryPrimitive(stream), act_(act), group_size_(group_size), bits_(bits) {}
+
+  void eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) override {
+    dispatch(stream(), inputs, out, [act = act_, group_size = group_size_, bits = bits_](std::vector<mx::array>& in, mx::array& out) {
+      const int K = static_cast<int>(static_cast<int64_t>(in[1].shape(1)) * 32 / bits);
+      std::vector<float> xs, gs, gb, us, ub;
+      std::vector<uint32_t> gw, uw;
+      const float* x = row_contiguous(in[0], xs);
+      const int M = static_cast<int>(in[0].size() / K), N = in[1].shape(0);
+      Problem gate{x, row_contiguous(in[1], gw), row_contiguous(in[2], gs), row_contiguous(in[3], gb), out.data<float>(), M, N, K};
+      Problem up{x, row_contiguous(in[4], uw), row_contiguous(in[5], us), row_contiguous(in[6], ub), nullptr, M, N, K};
+      if (M >= AMX_MIN_ROWS && qmm_amx_takes(bits, group_size, K)) return qmm_amx_gated(gate, up, act, bits, group_size);
+      // Few rows, or no tiles: both products, then the gate (what the three ops apart compute).
+      std::vector<float> u(static_cast<size_t>(M) * N);
+      up.out = u.data();
+      run(gate, group_size, bits, Op::matmul);
+      run(up, group_size, bits, Op::matmul);
+      if (act == GateActivation::silu) gate_in_place<GateActivation::silu>(gate.out, u.data(), static_cast<int64_t>(M) * N);
+      else gate_in_place<GateActivation::gelu_tanh>(gate.out, u.data(), static_cast<int64_t>(M) * N);
+    });
+  }
+
+  void eval_gpu(const std::vector<mx::array>&, mx::array&) override {
+    throw std::runtime_error("[semantic gated qmm] has no GPU kernel (use MLX's quantized ops)");
+  }
+
+  const char* name() const override { return "SemanticQuantizedGatedMatmul"; }
+
+  bool is_equivalent(const mx::Primitive& other) const override {
+    auto& o = static_cast<const QuantizedGatedCpu&>(other);
+    return act_ == o.act_ && group_size_ == o.group_size_ && bits_ == o.bits_;
+  }
+
+  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override {
+    auto shape = inputs[0].shape();
+    shape.back() = inputs[1].shape(0);
+    return {shape};
+  }
+
+ private:
+  GateActivation act_;
+  int group_size_;
+  int bits_;
+};
+
 // Whether the CPU kernels take these weights (float32 scales and biases, a supported packing),
 // on the default stream `s`.
 bool takes(const mx::Stream& s, const mx::array& w, const mx::array& scales, const mx::array& biases, int group_size, int bits) {
@@ -243,6 +303,25 @@ mx::array quantized_matmul_rows(
   auto shape = x.shape();
   shape.back() = w.shape(0);
   return mx::array(std::move(shape), mx::float32, std::make_shared<QuantizedCpu>(s, Op::matmul, group_size, bits), {x, w, scales, biases});
+}
+
+mx::array quantized_gated_matmul(
+    const mx::array& x,
+    const mx::array& gate_w, const mx::array& gate_scales, const mx::array& gate_biases,
+    const mx::array& up_w, const mx::array& up_scales, const mx::array& up_biases,
+    int group_size, int bits, GateActivation act) {
+  auto s = mx::default_stream(mx::default_device());
+  const bool ours = takes(s, gate_w, gate_scales, gate_biases, group_size, bits) && takes(s, up_w, up_scales, up_biases, group_size, bits) &&
+      up_w.shape() == gate_w.shape() && x.dtype() == mx::float32 && x.ndim() >= 1 &&
+      static_cast<int64_t>(x.shape(-1)) * bits == static_cast<int64_t>(gate_w.shape(1)) * 32;
+  if (!ours) {
+    return gated_activation(quantized_matmul_rows(x, gate_w, gate_scales, gate_biases, group_size, bits),
+                            quantized_matmul_rows(x, up_w, up_scales, up_biases, group_size, bits), act);
+  }
+  auto shape = x.shape();
+  shape.back() = gate_w.shape(0);
+  return mx::array(std::move(shape), mx::float32, std::make_shared<QuantizedGatedCpu>(s, act, group_size, bits),
+                   {x, gate_w, gate_scales, gate_biases, up_w, up_scales, up_biases});
 }
 
 mx::array dequantize_f32(const mx::array& w, const mx::array& scales, const mx::array& biases, int group_size, int bits) {

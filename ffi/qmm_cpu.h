@@ -3,6 +3,7 @@
 // this one dequantizes each group once for all rows and splits the output columns over threads.
 #pragma once
 
+#include "glu_cpu.h"
 #include "mlx/mlx.h"
 
 namespace semantic {
@@ -20,6 +21,24 @@ mlx::core::array quantized_matmul_rows(
     const mlx::core::array& biases,
     int group_size,
     int bits);
+
+/**
+ * act(x @ dequantize(gate).T) * (x @ dequantize(up).T), a gated MLP's first half, for gate and up
+ * of one shape and packing: on a CPU with AMX tiles from 16 rows one kernel computes both products
+ * and the gate without writing either product out (qmm_amx.cpp); elsewhere the same three ops
+ * (quantized_matmul_rows twice, gated_activation).
+ */
+mlx::core::array quantized_gated_matmul(
+    const mlx::core::array& x,
+    const mlx::core::array& gate_w,
+    const mlx::core::array& gate_scales,
+    const mlx::core::array& gate_biases,
+    const mlx::core::array& up_w,
+    const mlx::core::array& up_scales,
+    const mlx::core::array& up_biases,
+    int group_size,
+    int bits,
+    GateActivation act);
 
 /**
  * dequantize(w, scales, biases) as float32 (N, K): the same CPU unpacking, many times faster than

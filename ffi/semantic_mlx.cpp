@@ -432,6 +432,13 @@ int sm_quantized_matmul(sm_array* out, sm_array x, sm_array w, sm_array scales, 
 int sm_quantized_matmul_rows(sm_array* out, sm_array x, sm_array w, sm_array scales, sm_array biases, int group_size, int bits) {
   SM_TRY(*out = wrap(semantic::quantized_matmul_rows(*x, *w, *scales, *biases, group_size, bits)))
 }
+// act(x @ gate.T) * (x @ up.T) in one kernel on the CPU (see qmm_cpu.h).
+int sm_quantized_gated_matmul(sm_array* out, sm_array x, sm_array gw, sm_array gs, sm_array gb, sm_array uw, sm_array us, sm_array ub, int group_size, int bits, int act) {
+  SM_TRY({
+    if (act != 0 && act != 1) throw std::invalid_argument("gated matmul: act must be 0 (silu) or 1 (gelu_tanh)");
+    *out = wrap(semantic::quantized_gated_matmul(*x, *gw, *gs, *gb, *uw, *us, *ub, group_size, bits, act == 0 ? semantic::GateActivation::silu : semantic::GateActivation::gelu_tanh));
+  })
+}
 // dequantize to float32 through the same kernel (mx::dequantize off the CPU).
 int sm_dequantize_f32(sm_array* out, sm_array w, sm_array scales, sm_array biases, int group_size, int bits) {
   SM_TRY(*out = wrap(semantic::dequantize_f32(*w, *scales, *biases, group_size, bits)))

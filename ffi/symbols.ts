@@ -96,6 +96,7 @@ export const symbols = {
 
   sm_quantized_matmul: { args: [ptr, ptr, ptr, ptr, ptr, i32, i32, i32], returns: i32 }, // int (out, x, w, scales, biases|NULL, int transpose, int group_size, int bits)
   sm_quantized_matmul_rows: { args: [ptr, ptr, ptr, ptr, ptr, i32, i32], returns: i32 }, // int (out, x, w, scales, biases, int group_size, int bits): the CPU kernel for few rows
+  sm_quantized_gated_matmul: { args: [ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, i32, i32, i32], returns: i32 }, // int (out, x, gate w, scales, biases, up w, scales, biases, int group_size, int bits, int act): act(x gate^T) * (x up^T), act 0 silu, 1 gelu_tanh
   sm_dequantize_f32: { args: [ptr, ptr, ptr, ptr, i32, i32], returns: i32 }, // int (out, w, scales, biases, int group_size, int bits): float32, same kernel
   sm_quantized_matmul_threads: { args: [ptr], returns: i32 }, // int (int* out): threads that kernel uses
   sm_quantized_cpu_takes: { args: [ptr, i32, i32], returns: i32 }, // int (int* out, int group_size, int bits): 1 if the CPU kernel takes this packing

@@ -21,6 +21,18 @@ export function quantizedMatmulRows(x: MxArray, q: QuantizedWeight): MxArray {
   return made(lib().sm_quantized_matmul_rows(out, x.handle, q.w.handle, q.scales.handle, q.biases.handle, q.groupSize, q.bits));
 }
 
+/**
+ * act(x @ dequantize(gate).T) * (x @ dequantize(up).T) for gate and up of one shape and packing:
+ * on the CPU one kernel computes both products and the gate (on AMX tiles from 16 rows, without
+ * writing either product out); elsewhere quantizedMatmulRows twice and gatedActivation.
+ */
+export function quantizedGatedMatmul(x: MxArray, gate: QuantizedWeight, up: QuantizedWeight, act: "silu" | "gelu_tanh"): MxArray {
+  if (gate.groupSize !== up.groupSize || gate.bits !== up.bits) throw new RangeError("gate and up are packed differently");
+  return made(lib().sm_quantized_gated_matmul(
+    out, x.handle, gate.w.handle, gate.scales.handle, gate.biases.handle, up.w.handle, up.scales.handle, up.biases.handle, gate.groupSize, gate.bits, act === "silu" ? 0 : 1,
+  ));
+}
+
 /** dequantize(q) as float32 through the same CPU kernel (MLX's own CPU dequantize is far slower); MLX's off the CPU. */
 export function dequantizeFloat32(q: QuantizedWeight): MxArray {
   return made(lib().sm_dequantize_f32(out, q.w.handle, q.scales.handle, q.biases.handle, q.groupSize, q.bits));

@@ -4,10 +4,10 @@
 // with its own rotary base (scaling only on global layers), optional final logit softcap.
 // Accepts "gemma3_text" configs and "gemma3" (multimodal) ones, whose text settings sit under
 // `text_config` and text weights under `language_model.model.*`; the vision parts are unused.
-import { add, astype, type Dtype, divide, evaluate, gatedActivation, keep, type MxArray, multiply, reshape, rmsNorm, scaledDotProductAttention, slice, tanh, transpose } from "../mlx/index.ts";
+import { add, astype, type Dtype, divide, evaluate, keep, type MxArray, multiply, reshape, rmsNorm, scaledDotProductAttention, slice, tanh, transpose } from "../mlx/index.ts";
 import { KVCache, type LayerCache } from "./cache.ts";
 import { Config, type ForwardOptions, type LanguageModel, type LayerKind, type ModelCacheSpec, ModelLoadError, type Weights } from "./model.ts";
-import { embed, isQuantized, linear, type Weight } from "./nn.ts";
+import { embed, gatedLinear, isQuantized, linear, type Weight } from "./nn.ts";
 import { parseRopeScaling, Rope } from "./rope.ts";
 
 export type ModelArgs = {
@@ -154,7 +154,7 @@ class MLP {
 
   forward(x: MxArray): MxArray {
     // gelu_pytorch_tanh(gate) * up
-    return linear(gatedActivation(linear(x, this.#gate), linear(x, this.#up), "gelu_tanh"), this.#down);
+    return linear(gatedLinear(x, this.#gate, this.#up, "gelu_tanh"), this.#down);
   }
 }
 

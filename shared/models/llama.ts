@@ -1,9 +1,9 @@
 // Llama (SmolLM2, Llama 3.x, Mistral-style): pre-norm blocks, grouped-query attention with
 // rotary embeddings, SwiGLU MLP. Weights use Hugging Face names and rotate-half RoPE.
-import { add, type Dtype, type MxArray, reshape, rmsNorm, scaledDotProductAttention, gatedActivation, slice, transpose } from "../mlx/index.ts";
+import { add, type Dtype, type MxArray, reshape, rmsNorm, scaledDotProductAttention, slice, transpose } from "../mlx/index.ts";
 import { KVCache, type LayerCache } from "./cache.ts";
 import type { Config, ForwardOptions, LanguageModel, ModelCacheSpec, Weights } from "./model.ts";
-import { embed, linear, type Weight } from "./nn.ts";
+import { embed, gatedLinear, linear, type Weight } from "./nn.ts";
 import { parseRopeScaling, Rope } from "./rope.ts";
 
 export type ModelArgs = {
@@ -84,8 +84,7 @@ class MLP {
   }
 
   forward(x: MxArray): MxArray {
-    const g = linear(x, this.#gate);
-    return linear(gatedActivation(g, linear(x, this.#up), "silu"), this.#down);
+    return linear(gatedLinear(x, this.#gate, this.#up, "silu"), this.#down);
   }
 }
 

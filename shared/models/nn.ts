@@ -1,8 +1,8 @@
 // The few layers every architecture shares: linear and embedding over dense or quantized
 // weights. Architectures write their own attention and MLP from these (as mlx-lm does).
 import {
-  add, cpuTilesTake, defaultDevice, dequantize, dequantizeFloat32, type MxArray, matmul, quantizedMatmul, quantizedMatmulRows, type QuantizedWeight,
-  take, transpose, tidy,
+  add, cpuTilesTake, defaultDevice, dequantize, dequantizeFloat32, gatedActivation, type MxArray, matmul, quantizedGatedMatmul, quantizedMatmul,
+  quantizedMatmulRows, type QuantizedWeight, take, transpose, tidy,
 } from "../mlx/index.ts";
 
 export type Weight = MxArray | QuantizedWeight;
@@ -31,11 +31,23 @@ export function linear(x: MxArray, w: Weight, bias: MxArray | null = null): MxAr
 function quantizedLinear(x: MxArray, w: QuantizedWeight): MxArray {
   // Metal has fast quantized kernels at every size.
   if (defaultDevice() !== "cpu") return quantizedMatmul(x, w);
-  const shape = x.shape;
-  const rows = shape.slice(0, -1).reduce((a, b) => a * b, 1);
-  if (rows <= CPU_KERNEL_MAX_ROWS || tilesTake(w)) return quantizedMatmulRows(x, w);
+  if (rowsOf(x) <= CPU_KERNEL_MAX_ROWS || tilesTake(w)) return quantizedMatmulRows(x, w);
   return matmul(x, transpose(dequantizeFloat32(w)));
 }
+
+/**
+ * act(x @ gate.T) * (x @ up.T): a gated MLP's first half. Quantized on a CPU with AMX tiles, from
+ * 16 rows (prefill), one kernel computes both products and the gate, neither product written out.
+ */
+export function gatedLinear(x: MxArray, gate: Weight, up: Weight, act: "silu" | "gelu_tanh"): MxArray {
+  if (isQuantized(gate) && isQuantized(up) && defaultDevice() === "cpu" && rowsOf(x) >= 16 && samePacking(gate, up) && tilesTake(gate)) {
+    return quantizedGatedMatmul(x, gate, up, act);
+  }
+  return gatedActivation(linear(x, gate), linear(x, up), act);
+}
+
+const rowsOf = (x: MxArray) => x.shape.slice(0, -1).reduce((a, b) => a * b, 1);
+const samePacking = (a: QuantizedWeight, b: QuantizedWeight) => a.groupSize === b.groupSize && a.bits === b.bits;
 
 const tiles = new Map<string, boolean>();
 

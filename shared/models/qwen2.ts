@@ -1,9 +1,9 @@
 // Qwen2 / Qwen2.5: the llama block with biases on the q/k/v projections (none on o_proj),
 // rotate-half RoPE with a large base, SwiGLU MLP. Weights use Hugging Face names.
-import { add, astype, type Dtype, type MxArray, reshape, rmsNorm, scaledDotProductAttention, gatedActivation, slice, transpose } from "../mlx/index.ts";
+import { add, astype, type Dtype, type MxArray, reshape, rmsNorm, scaledDotProductAttention, slice, transpose } from "../mlx/index.ts";
 import { KVCache, type LayerCache } from "./cache.ts";
 import { type Config, type ForwardOptions, type LanguageModel, type ModelCacheSpec, ModelLoadError, type Weights } from "./model.ts";
-import { embed, linear, type Weight } from "./nn.ts";
+import { embed, gatedLinear, linear, type Weight } from "./nn.ts";
 import { parseRopeScaling, Rope } from "./rope.ts";
 
 export type ModelArgs = {
@@ -85,8 +85,7 @@ class MLP {
   }
 
   forward(x: MxArray): MxArray {
-    const g = linear(x, this.#gate);
-    return linear(gatedActivation(g, linear(x, this.#up), "silu"), this.#down);
+    return linear(gatedLinear(x, this.#gate, this.#up, "silu"), this.#down);
   }
 }
 

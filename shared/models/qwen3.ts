@@ -1,10 +1,10 @@
 // Qwen3 (dense): RMSNorm over each head's queries and keys (q_norm, k_norm) before RoPE,
 // no q/k/v biases unless `attention_bias`, an explicit head_dim that need not be
 // hidden_size / heads, SwiGLU MLP. Weights use Hugging Face names.
-import { add, astype, type Dtype, type MxArray, reshape, rmsNorm, scaledDotProductAttention, gatedActivation, slice, transpose } from "../mlx/index.ts";
+import { add, astype, type Dtype, type MxArray, reshape, rmsNorm, scaledDotProductAttention, slice, transpose } from "../mlx/index.ts";
 import { KVCache, type LayerCache } from "./cache.ts";
 import { type Config, type ForwardOptions, type LanguageModel, type ModelCacheSpec, ModelLoadError, type Weights } from "./model.ts";
-import { embed, linear, type Weight } from "./nn.ts";
+import { embed, gatedLinear, linear, type Weight } from "./nn.ts";
 import { parseRopeScaling, Rope } from "./rope.ts";
 
 export type ModelArgs = {
@@ -89,8 +89,7 @@ class MLP {
   }
 
   forward(x: MxArray): MxArray {
-    const g = linear(x, this.#gate);
-    return linear(gatedActivation(g, linear(x, this.#up), "silu"), this.#down);
+    return linear(gatedLinear(x, this.#gate, this.#up, "silu"), this.#down);
   }
 }
 

@@ -187,6 +187,32 @@ describe("quantizedMatmulRows (CPU kernel)", () => {
     }
   });
 
+  test("quantizedGatedMatmul equals gatedActivation over the two products, bit for bit, and the reference", () => {
+    // 200 outputs: 12 panels of 16 and a partial one; rows below the tiles, at them, unaligned.
+    const n = 200, k = 256;
+    for (const [bits, group] of [[4, 32], [8, 64]]) {
+      const gate = quantized(n, k, group, bits, 41 + bits), up = quantized(n, k, group, bits, 43 + bits);
+      try {
+        const g = dequantRef(gate).w, u = dequantRef(up).w;
+        for (const act of ["silu", "gelu_tanh"] as const)
+          for (const m of [1, 5, TILE_ROWS, 37, 149])
+            mx.tidy(() => {
+              const xs = seeded(m * k, 500 + m);
+              const x = f32(xs, [m, k]);
+              const fused = Array.from(mx.quantizedGatedMatmul(x, gate, up, act).toFloat32());
+              expect(fused).toEqual(Array.from(mx.gatedActivation(mx.quantizedMatmulRows(x, gate), mx.quantizedMatmulRows(x, up), act).toFloat32()));
+              const gr = linearRef(xs, g, m, k, n), ur = linearRef(xs, u, m, k, n);
+              const z = (v: number) => (act === "silu" ? v : 2 * Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3));
+              const ref = gr.map((v, i) => (v / (1 + Math.exp(-z(v)))) * ur[i]);
+              expectClose(fused, ref, 1e-4, 1e-4, `${bits} bits, ${act}, rows ${m}`);
+            });
+      } finally {
+        free(gate);
+        free(up);
+      }
+    }
+  });
+
   test("float16 inputs (not the kernel's) give MLX's own result", () => {
     const q = quantized(64, 128, 32, 4, 13);
     try {
