@@ -296,12 +296,28 @@ void run_item(const AttentionProblem& p, int item) {
     first += part * per;
     last = std::min(hi, first + per - 1);
   }
+  const float* knext[TK];
+  const float* vnext[TK];
   for (int j0 = first; j0 <= last; j0 += TK) {
     const int nk = std::min(TK, p.S - j0);
     tile_rows(p, it, j0, nk, seg, krow, vrow);
     pack_keys<D>(krow, nk, kh, kl);
     pack_values<D>(vrow, nk, vh, vl);
+    // The next key tile's rows come from memory into L2 while this tile's row tiles run, a few
+    // keys per row tile: packing it then reads L2, not memory.
+    int next = 0;
+    if (j0 + TK <= last) {
+      size_t at = seg;
+      next = std::min(TK, p.S - j0 - TK);
+      tile_rows(p, it, j0 + TK, next, at, knext, vnext);
+    }
+    const int per = (next + RT - 1) / RT;
     for (int rt = 0; rt < RT; rt++) {
+      for (int j = rt * per; j < std::min(next, (rt + 1) * per); j++)
+        for (int d = 0; d < D; d += 16) {
+          _mm_prefetch(reinterpret_cast<const char*>(knext[j] + d), _MM_HINT_T1);
+          _mm_prefetch(reinterpret_cast<const char*>(vnext[j] + d), _MM_HINT_T1);
+        }
       const Row<D>* group = rows + 16 * rt;
       const int nr = std::min(16, n - 16 * rt);
       bool any = false;
