@@ -191,6 +191,39 @@ describe("bad cache files are never used", () => {
   }
 });
 
+test("block files from before the xxHash3 checksum (xxHash64, a bare hex string) still load and hit", async () => {
+  const dir = join(root, "legacy-checksum");
+  const p = promptOf(2 * T + 3);
+  const want = await coldRun(2 * T + 3);
+  const pool = await openPool(dir);
+  await run(new BatchEngine(m, { pool }), { promptIds: p });
+  await pool.flush();
+  pool.close();
+  const blockFiles = (readdirSync(dir, { recursive: true }) as string[]).filter((f) => f.endsWith(".safetensors")).map((f) => join(dir, f));
+  expect(blockFiles.length).toBe(2);
+  for (const f of blockFiles) {
+    // The same file as the earlier code wrote it: its checksum is xxHash64 over the data, in hex.
+    const b = readFileSync(f);
+    const n = Number(b.readBigUInt64LE(0));
+    const header = JSON.parse(b.subarray(8, 8 + n).toString("utf8"));
+    expect(header.__metadata__.checksum).toStartWith("xxh3:");
+    const parts = Object.entries(header).filter(([k]) => k !== "__metadata__").map(([, t]) => (t as { data_offsets: [number, number] }).data_offsets).sort((x, y) => x[0] - y[0]);
+    let h = 0n;
+    for (const [from, to] of parts) h = Bun.hash.xxHash64(b.subarray(8 + n + from, 8 + n + to), h);
+    header.__metadata__.checksum = h.toString(16);
+    const json = JSON.stringify(header);
+    b.write(json.padEnd(n, " "), 8, "utf8");
+    writeFileSync(f, b);
+  }
+  const reopened = await openPool(dir);
+  const r = await run(new BatchEngine(m, { pool: reopened }), { promptIds: p });
+  expect(r.cached).toBe(2 * T);
+  expect(r.ids).toEqual(want);
+  expect(reopened.stats().quarantined).toBe(0);
+  await reopened.flush();
+  reopened.close();
+});
+
 describe("budgets", () => {
   // The hot bytes of one block, from a pool that caches one.
   async function oneBlockBytes(name: string): Promise<number> {
