@@ -12,6 +12,9 @@
 // matrix); x, the small one, is repacked once per call into the pairs layout the column operand
 // needs. Each panel of NB weight rows is dequantized once, a K slice at a time, and used for
 // every row of x.
+//
+// A gated MLP's gate and up run as one call (qmm_amx_gated): each panel holds the same 16 rows of
+// both, and its epilogue writes act(gate) * up, so neither product is written out.
 
 #include "qmm_amx.h"
 
@@ -272,8 +275,8 @@ void run(const Problem& p, const Problem* up, GateActivation act, int bits, int 
   PackJob pack{&p, &x};
   parallel_for(pack_rows, &pack, x.Mp / 16, 1);
   PanelJob job{&p, up, act, &x, pick(bits, group_size)};
-  const int rows = up ? 16 : NB;  // output columns per panel
-  parallel_for(run_panels, &job, (p.N + rows - 1) / rows, 1);
+  const int columns = up ? 16 : NB;  // of the output, per panel
+  parallel_for(run_panels, &job, (p.N + columns - 1) / columns, 1);
 }
 
 }  // namespace
