@@ -2,9 +2,10 @@
 // rename, fsync of the folder), and read back only after its header, identity and checksum
 // are validated, so a truncated, corrupted or foreign file is never used.
 import { dlopen, FFIType } from "bun:ffi";
-import { constants } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, read } from "node:fs";
 import { type FileHandle, mkdir, open, rename, unlink } from "node:fs/promises";
 import { dirname } from "node:path";
+import { promisify } from "node:util";
 import { array, arraysFromData, Dtype, itemSize, type MxArray } from "../mlx/index.ts";
 import { safetensorsNames } from "../mlx/dtype.ts";
 import { parseSafetensors, SafetensorsError } from "../models/safetensors-header.ts";
@@ -126,17 +127,24 @@ export async function readBlockFile(path: string, expect: { tag: string; key: st
   return parseBlockFile(path, await readBlockBytes(path), expect, keyOf);
 }
 
-/** readBlockFile's first half: the file's bytes (not following a symlink), or a BlockFileError. */
+/**
+ * readBlockFile's first half: the file's bytes (not following a symlink), or a BlockFileError.
+ * Open, size and close are synchronous (microseconds); only the read itself is asynchronous, so
+ * it goes on while the caller checks another file, not waiting for the main thread between steps.
+ */
 export async function readBlockBytes(path: string): Promise<Buffer> {
+  let fd: number;
   try {
-    const h = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
-    try {
-      return await readWhole(h);
-    } finally {
-      await h.close();
-    }
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
   } catch (e) {
     throw new BlockFileError(`${path.split("/").pop()}: cannot read: ${(e as NodeJS.ErrnoException).code ?? e}`);
+  }
+  try {
+    return await readWhole(fd);
+  } catch (e) {
+    throw new BlockFileError(`${path.split("/").pop()}: cannot read: ${(e as NodeJS.ErrnoException).code ?? e}`);
+  } finally {
+    closeSync(fd);
   }
 }
 
@@ -155,19 +163,21 @@ export function parseBlockFile(path: string, bytes: Buffer, expect: { tag: strin
 const spareBuffers: Buffer[] = [];
 const SPARE_BUFFERS = 2;
 
-async function readWhole(h: FileHandle): Promise<Buffer> {
-  const size = (await h.stat()).size;
+async function readWhole(fd: number): Promise<Buffer> {
+  const size = fstatSync(fd).size;
   const i = spareBuffers.findIndex((b) => b.byteLength >= size);
   // Never from Buffer's shared pool: a spare buffer must own all of its memory.
   const buffer = i >= 0 ? spareBuffers.splice(i, 1)[0] : Buffer.allocUnsafeSlow(size);
   let at = 0;
   while (at < size) {
-    const { bytesRead } = await h.read(buffer, at, size - at, at);
+    const { bytesRead } = await readAt(fd, buffer, at, size - at, at);
     if (bytesRead === 0) break; // shrank while being read: the checks below reject it
     at += bytesRead;
   }
   return buffer.subarray(0, at);
 }
+
+const readAt = promisify(read);
 
 function releaseBuffer(bytes: Buffer): void {
   if (spareBuffers.length < SPARE_BUFFERS) spareBuffers.push(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.buffer.byteLength - bytes.byteOffset));
