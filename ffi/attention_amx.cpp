@@ -253,14 +253,20 @@ __m512 row_tile_softmax(const AttentionProblem& p, const Row<D>* group, int nr, 
   return softmax_weights<true>(sT, seen, m, l, wh, wl);
 }
 
+// A thread's rows: an item's in run_item, then a merge's in merge_parts.
+template <int D>
+Row<D>* row_buffer() {
+  thread_local std::vector<Row<D>> rows(SPLIT_ROWS);
+  return rows.data();
+}
+
 template <int D>
 void run_item(const AttentionProblem& p, int item) {
   constexpr int DC = D / 32;
   const int part = item % p.keyParts;
   const Item it = item_of(p, item / p.keyParts);
   const int n = it.n, RT = (n + 15) / 16;
-  thread_local std::vector<Row<D>> row_store(SPLIT_ROWS);
-  Row<D>* rows = row_store.data();
+  Row<D>* rows = row_buffer<D>();
   int lo, hi;
   start_rows<D>(p, it, rows, lo, hi);
 
@@ -356,11 +362,12 @@ void run_item(const AttentionProblem& p, int item) {
   }
 }
 
-// Each row's parts (maxima in base 2) into o / l, as finish_rows writes a whole item's.
+// Each row's parts (maxima in base 2) merged into one output and sum, written by finish_rows.
 template <int D>
 void merge_parts(void* ctx, int begin, int end) {
   const AttentionProblem& p = *static_cast<const AttentionProblem*>(ctx);
   const int rep = p.Hq / p.Hkv;
+  Row<D>* rows = row_buffer<D>();
   for (int item = begin; item < end; item++) {
     const Item it = item_of(p, item);
     for (int r = 0; r < it.n; r++) {
@@ -370,19 +377,19 @@ void merge_parts(void* ctx, int begin, int end) {
         parts[k] = p.partial + ((static_cast<size_t>(item) * p.keyParts + k) * SPLIT_ROWS + r) * (D + 16);
         m = std::max(m, parts[k][D]);
       }
+      Row<D>& row = rows[r];
       vf o[D / W] = {};
-      float l = 0;
+      row.l = 0;
       for (int k = 0; k < p.keyParts; k++) {
         if (parts[k][D] == NEG_INF) continue;  // this part's keys: none seen
         const float a = std::exp2(parts[k][D] - m);
-        l += a * parts[k][D + 1];
+        row.l += a * parts[k][D + 1];
         for (int d = 0; d < D / W; d++) o[d] += loadv(parts[k] + d * W) * a;
       }
-      const int i = (it.r0 + r) / rep, h = it.kvh * rep + (it.r0 + r) % rep;
-      float* out = p.out + ((static_cast<int64_t>(it.b) * p.Hq + h) * p.L + i) * D;
-      const vf inv = splat(l > 0 ? 1.0f / l : 0.0f);
-      for (int d = 0; d < D / W; d++) storev(out + d * W, o[d] * inv);
+      for (int d = 0; d < D / W; d++) storev(row.o + d * W, o[d]);
+      row.i = (it.r0 + r) / rep, row.h = it.kvh * rep + (it.r0 + r) % rep;
     }
+    finish_rows<D>(p, it, rows);
   }
 }
 

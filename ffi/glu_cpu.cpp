@@ -45,6 +45,16 @@ void run_chunks(void* ctx, int begin, int end) {
   }
 }
 
+}  // namespace
+
+void cpu::gate_values(const float* gate, const float* up, float* out, int64_t n, GateActivation act) {
+  Problem p{gate, up, out, n};
+  const int chunks = static_cast<int>((n + CHUNK - 1) / CHUNK);
+  parallel_for(act == GateActivation::silu ? run_chunks<GateActivation::silu> : run_chunks<GateActivation::gelu_tanh>, &p, chunks, 1);
+}
+
+namespace {
+
 class GatedCpu : public mx::UnaryPrimitive {
  public:
   GatedCpu(mx::Stream s, GateActivation act) : mx::UnaryPrimitive(s), act_(act) {}
@@ -52,9 +62,7 @@ class GatedCpu : public mx::UnaryPrimitive {
   void eval_cpu(const std::vector<mx::array>& inputs, mx::array& out) override {
     dispatch(stream(), inputs, out, [act = act_](std::vector<mx::array>& in, mx::array& out) {
       std::vector<float> gs, us;
-      Problem p{row_contiguous(in[0], gs), row_contiguous(in[1], us), out.data<float>(), static_cast<int64_t>(out.size())};
-      const int chunks = static_cast<int>((p.n + CHUNK - 1) / CHUNK);
-      parallel_for(act == GateActivation::silu ? run_chunks<GateActivation::silu> : run_chunks<GateActivation::gelu_tanh>, &p, chunks, 1);
+      gate_values(row_contiguous(in[0], gs), row_contiguous(in[1], us), out.data<float>(), static_cast<int64_t>(out.size()), act);
     });
   }
 

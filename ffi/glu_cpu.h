@@ -15,4 +15,11 @@ namespace semantic {
  */
 mlx::core::array gated_activation(const mlx::core::array& gate, const mlx::core::array& up, GateActivation act);
 
+namespace cpu {
+
+/** out[i] = act(gate[i]) * up[i] for n values, over the thread pool; out may be gate. */
+void gate_values(const float* gate, const float* up, float* out, int64_t n, GateActivation act);
+
+}  // namespace cpu
+
 }  // namespace semantic

@@ -217,17 +217,6 @@ class QuantizedCpu : public mx::UnaryPrimitive {
   int bits_;
 };
 
-// act(gate) * up over n values, in place in g.
-template <GateActivation A>
-void gate_in_place(float* g, const float* u, int64_t n) {
-  int64_t i = 0;
-  for (; i + W <= n; i += W) storev(g + i, gated<A>(loadv(g + i), loadv(u + i)));
-  for (; i < n; i++) {
-    alignas(64) float a[W] = {g[i]}, b[W] = {u[i]};
-    g[i] = gated<A>(loadv(a), loadv(b))[0];
-  }
-}
-
 // Inputs (x, gate w, scales, biases, up w, scales, biases): act(x @ gate.T) * (x @ up.T).
 class QuantizedGatedCpu : public mx::UnaryPrimitive {
  public:
@@ -249,8 +238,7 @@ class QuantizedGatedCpu : public mx::UnaryPrimitive {
       up.out = u.data();
       run(gate, group_size, bits, Op::matmul);
       run(up, group_size, bits, Op::matmul);
-      if (act == GateActivation::silu) gate_in_place<GateActivation::silu>(gate.out, u.data(), static_cast<int64_t>(M) * N);
-      else gate_in_place<GateActivation::gelu_tanh>(gate.out, u.data(), static_cast<int64_t>(M) * N);
+      gate_values(gate.out, u.data(), gate.out, static_cast<int64_t>(M) * N, act);
     });
   }
 

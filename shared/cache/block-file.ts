@@ -133,16 +133,17 @@ export async function readBlockFile(path: string, expect: { tag: string; key: st
  * it goes on while the caller checks another file, not waiting for the main thread between steps.
  */
 export async function readBlockBytes(path: string): Promise<Buffer> {
+  const cannotRead = (e: unknown) => new BlockFileError(`${path.split("/").pop()}: cannot read: ${(e as NodeJS.ErrnoException).code ?? e}`);
   let fd: number;
   try {
     fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
   } catch (e) {
-    throw new BlockFileError(`${path.split("/").pop()}: cannot read: ${(e as NodeJS.ErrnoException).code ?? e}`);
+    throw cannotRead(e);
   }
   try {
     return await readWhole(fd);
   } catch (e) {
-    throw new BlockFileError(`${path.split("/").pop()}: cannot read: ${(e as NodeJS.ErrnoException).code ?? e}`);
+    throw cannotRead(e);
   } finally {
     closeSync(fd);
   }

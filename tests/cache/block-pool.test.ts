@@ -160,6 +160,29 @@ describe("tenants", () => {
   });
 });
 
+/** A pool in `dir` that cached a prompt of two blocks and three tokens, closed: the prompt, its cold greedy ids and the two block files. */
+async function twoBlockFiles(dir: string): Promise<{ p: number[]; want: number[]; blockFiles: string[] }> {
+  const p = promptOf(2 * T + 3);
+  const want = await coldRun(2 * T + 3);
+  const pool = await openPool(dir);
+  await run(new BatchEngine(m, { pool }), { promptIds: p });
+  await pool.flush();
+  pool.close();
+  const blockFiles = (readdirSync(dir, { recursive: true }) as string[]).filter((f) => f.endsWith(".safetensors")).map((f) => join(dir, f));
+  expect(blockFiles.length).toBe(2);
+  return { p, want, blockFiles };
+}
+
+/** Opens the pool in `dir` again and runs `p` through it: the run and the pool's stats, closed after. */
+async function reopenAndRun(dir: string, p: number[]) {
+  const reopened = await openPool(dir);
+  const r = await run(new BatchEngine(m, { pool: reopened }), { promptIds: p });
+  const stats = reopened.stats();
+  await reopened.flush();
+  reopened.close();
+  return { r, stats };
+}
+
 describe("bad cache files are never used", () => {
   const damage: [string, (file: string) => void][] = [
     ["truncated", (f) => truncateSync(f, Math.floor(statSync(f).size / 2))],
@@ -171,36 +194,19 @@ describe("bad cache files are never used", () => {
   for (const [what, hurt] of damage) {
     test(what, async () => {
       const dir = join(root, `bad-${what.replace(/\W/g, "")}`);
-      const p = promptOf(2 * T + 3);
-      const want = await coldRun(2 * T + 3);
-      const pool = await openPool(dir);
-      await run(new BatchEngine(m, { pool }), { promptIds: p });
-      await pool.flush();
-      pool.close();
-      const blockFiles = (readdirSync(join(dir), { recursive: true }) as string[]).filter((f) => f.endsWith(".safetensors")).map((f) => join(dir, f));
-      expect(blockFiles.length).toBe(2);
+      const { p, want, blockFiles } = await twoBlockFiles(dir);
       for (const f of blockFiles) hurt(f);
-      const reopened = await openPool(dir);
-      const r = await run(new BatchEngine(m, { pool: reopened }), { promptIds: p });
+      const { r, stats } = await reopenAndRun(dir, p);
       expect(r.cached).toBe(0);
       expect(r.ids).toEqual(want);
-      expect(reopened.stats().quarantined).toBeGreaterThanOrEqual(1);
-      await reopened.flush();
-      reopened.close();
+      expect(stats.quarantined).toBeGreaterThanOrEqual(1);
     });
   }
 });
 
 test("block files from before the xxHash3 checksum (xxHash64, a bare hex string) still load and hit", async () => {
   const dir = join(root, "legacy-checksum");
-  const p = promptOf(2 * T + 3);
-  const want = await coldRun(2 * T + 3);
-  const pool = await openPool(dir);
-  await run(new BatchEngine(m, { pool }), { promptIds: p });
-  await pool.flush();
-  pool.close();
-  const blockFiles = (readdirSync(dir, { recursive: true }) as string[]).filter((f) => f.endsWith(".safetensors")).map((f) => join(dir, f));
-  expect(blockFiles.length).toBe(2);
+  const { p, want, blockFiles } = await twoBlockFiles(dir);
   for (const f of blockFiles) {
     // The same file as the earlier code wrote it: its checksum is xxHash64 over the data, in hex.
     const b = readFileSync(f);
@@ -215,13 +221,10 @@ test("block files from before the xxHash3 checksum (xxHash64, a bare hex string)
     b.write(json.padEnd(n, " "), 8, "utf8");
     writeFileSync(f, b);
   }
-  const reopened = await openPool(dir);
-  const r = await run(new BatchEngine(m, { pool: reopened }), { promptIds: p });
+  const { r, stats } = await reopenAndRun(dir, p);
   expect(r.cached).toBe(2 * T);
   expect(r.ids).toEqual(want);
-  expect(reopened.stats().quarantined).toBe(0);
-  await reopened.flush();
-  reopened.close();
+  expect(stats.quarantined).toBe(0);
 });
 
 describe("budgets", () => {
