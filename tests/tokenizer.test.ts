@@ -127,6 +127,18 @@ describe.if(withHf)("SmolLM2 tokenizer vs transformers", () => {
     expect(tok.decode(plain)).toBe(text);
   });
 
+  test("a conversation sent again, grown by a turn, encodes as a fresh tokenizer does (long sections are remembered)", () => {
+    const long = fx.cases.map((c) => c.text).join(" ").repeat(3);
+    const turn = (user: string, assistant: string) => `<|im_start|>user\n${user}<|im_end|>\n<|im_start|>assistant\n${assistant}<|im_end|>\n`;
+    const first = `<|im_start|>system\n${long}<|im_end|>\n${turn(long.slice(7), long.slice(3))}`;
+    const grown = `${first}${turn(long.slice(11), "ok")}`;
+    const fresh = loadTokenizer(MODEL);
+    for (const text of [first, grown, grown, long, `${long}<|im_end|>${long}`])
+      for (const specials of [true, false]) expect(tok.encode(text, { specials })).toEqual(fresh.encode(text, { specials }));
+    // A fresh tokenizer per text: nothing remembered at all.
+    expect(tok.encode(grown, { specials: true })).toEqual(loadTokenizer(MODEL).encode(grown, { specials: true }));
+  });
+
   test("skipSpecial drops special tokens in decode and streaming", () => {
     const ids = tok.encode("<|im_start|>assistant\nSure!<|im_end|>", { specials: true });
     expect(tok.decode(ids, { skipSpecial: true })).toBe("assistant\nSure!");

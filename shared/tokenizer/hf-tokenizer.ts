@@ -49,6 +49,11 @@ const END_OF_TURN = [
   "<|end_of_text|>", "<EOT>", "<|return|>", "<|call|>", "<end_of_utterance>",
 ];
 
+/** Sections shorter than this are encoded every time: cheap, and many. */
+const SECTION_CACHE_MIN = 256;
+/** The remembered sections' text in all, in characters (a few MB: dozens of long conversations). */
+const SECTION_CACHE_CHARS = 4_000_000;
+
 export class HfTokenizer implements Tokenizer {
   readonly vocabSize: number;
   readonly bosId: number | undefined;
@@ -68,6 +73,8 @@ export class HfTokenizer implements Tokenizer {
   readonly #addedIds = new Map<string, number>();
   readonly #tokens: string[];
   readonly #bytes: TokenBytes;
+  readonly #sections = new Map<string, number[]>();
+  #sectionChars = 0;
 
   constructor(json: TokenizerJson, settings: TokenizerSettings = {}) {
     let lib: LibTokenizer;
@@ -128,8 +135,30 @@ export class HfTokenizer implements Tokenizer {
     const ids: number[] = [];
     this.#raw.split(text, specials).forEach((section, index) => {
       if (typeof section === "number") ids.push(section);
-      else this.#encodeSection(section, index, specials, ids);
+      else if (section.length < SECTION_CACHE_MIN) this.#encodeSection(section, index, specials, ids);
+      else for (const id of this.#cachedSection(section, index, specials)) ids.push(id);
     });
+    return ids;
+  }
+
+  // A long section's ids, remembered: a conversation is sent whole every turn, and between its
+  // special tokens (the chat markers) all but the newest messages are the same texts as last turn.
+  // A section's ids depend only on its text, on whether it comes first, and on `specials`.
+  #cachedSection(section: string, index: number, specials: boolean): number[] {
+    const key = `${index === 0 ? 0 : 1}${specials ? 1 : 0}${section}`;
+    let ids = this.#sections.get(key);
+    if (ids) this.#sections.delete(key); // re-inserted below: the map's order is its LRU order
+    else {
+      ids = [];
+      this.#encodeSection(section, index, specials, ids);
+      this.#sectionChars += key.length;
+      for (const [old] of this.#sections) {
+        if (this.#sectionChars <= SECTION_CACHE_CHARS) break;
+        this.#sections.delete(old);
+        this.#sectionChars -= old.length;
+      }
+    }
+    this.#sections.set(key, ids);
     return ids;
   }
 
