@@ -151,10 +151,10 @@ export function anthropicConversation(input: PromptInput): { conv: Conversation;
 }
 
 /** The prompt the engine will process for this request (count_tokens reports its length). */
-export function anthropicPrompt(served: Served, input: PromptInput): { prompt: ChatPrompt; conv: Conversation; parallel: boolean; breakpoint: Breakpoint | null } {
+export function anthropicPrompt(served: Served, input: PromptInput, tenant?: string): { prompt: ChatPrompt; conv: Conversation; parallel: boolean; breakpoint: Breakpoint | null } {
   served.aliases.resolve(input.model);
   const { conv, parallel, breakpoint } = anthropicConversation(input);
-  return { prompt: buildChatPrompt(served.model, conv), conv, parallel, breakpoint };
+  return { prompt: buildChatPrompt(served.model, conv, tenant), conv, parallel, breakpoint };
 }
 
 const STOP_REASONS: Record<Finish, StopReason> = {
@@ -178,7 +178,7 @@ function usageOf(u: UsageCounts): Usage {
 }
 
 function begin(served: Served, input: MessagesInput, call: Call): Promise<AsyncIterable<TurnEvent>> {
-  const { prompt, conv, parallel, breakpoint } = anthropicPrompt(served, input);
+  const { prompt, conv, parallel, breakpoint } = anthropicPrompt(served, input, call.tenant);
   // cache_control: ask the engine to keep the prefix through the last breakpoint cached.
   const pinTokens = breakpoint ? prefixTokens(served.model, conv, breakpoint.turns, prompt.ids) : 0;
   return startTurn(served.engine, served.model, {

@@ -134,7 +134,7 @@ async function beginChat(served: Served, input: ChatInput, call: Call): Promise<
   if ((input.top_logprobs ?? 0) > 0 && input.logprobs !== true) throw invalid("top_logprobs", "requires logprobs: true");
   const sampling = samplingOf(input, served.model.tokenizer);
   const { conv, parallel } = openaiConversation(input);
-  const prompt = buildChatPrompt(served.model, conv);
+  const prompt = buildChatPrompt(served.model, conv, call.tenant);
   // A forced tool call is constrained to a valid call; else response_format, if any.
   const format = toolCallFormat(conv) ?? responseFormat(input.response_format);
   const tools: TurnTools | null = prompt.toolsActive

@@ -161,9 +161,10 @@ function rebaseRefs(schema: unknown, base: string): unknown {
 
 /**
  * The prompt ids the engine will process for a conversation (count_tokens reports their number).
+ * With the caller's tenant, the tokenizer remembers the conversation's long sections for its next turn.
  * @example buildChatPrompt(loaded, { turns: [{ role: "user", text: "Hi" }], tools: [], toolChoice: { kind: "auto" } }).ids
  */
-export function buildChatPrompt(m: PromptModel, conv: Conversation): ChatPrompt {
+export function buildChatPrompt(m: PromptModel, conv: Conversation, tenant?: string): ChatPrompt {
   const toolsActive = conv.tools.length > 0 && conv.toolChoice.kind !== "none";
   const native = m.chatTemplate.supportsTools;
   const messages = native ? nativeMessages(conv.turns) : textMessages(conv.turns, toolsActive ? toolPromptSection(conv.tools, conv.toolChoice) : null);
@@ -175,7 +176,7 @@ export function buildChatPrompt(m: PromptModel, conv: Conversation): ChatPrompt 
   }
   const forcedPrefix = conv.prefill ? "" : toolsActive ? forcedToolPrefix(conv.toolChoice) : "";
   text += (conv.prefill ?? "") + forcedPrefix;
-  return { ids: m.tokenizer.encode(text, { specials: true }), toolsActive, forcedPrefix };
+  return { ids: m.tokenizer.encode(text, { specials: true, remember: tenant }), toolsActive, forcedPrefix };
 }
 
 /**

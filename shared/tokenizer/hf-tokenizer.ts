@@ -135,17 +135,15 @@ export class HfTokenizer implements Tokenizer {
     const ids: number[] = [];
     this.#raw.split(text, specials).forEach((section, index) => {
       if (typeof section === "number") ids.push(section);
-      else if (section.length < SECTION_CACHE_MIN) this.#encodeSection(section, index, specials, ids);
-      else for (const id of this.#cachedSection(section, index, specials)) ids.push(id);
+      else if (opts.remember === undefined || section.length < SECTION_CACHE_MIN) this.#encodeSection(section, index, specials, ids);
+      else for (const id of this.#rememberedSection(opts.remember, section, index, specials)) ids.push(id);
     });
     return ids;
   }
 
-  // A long section's ids, remembered: a conversation is sent whole every turn, and between its
-  // special tokens (the chat markers) all but the newest messages are the same texts as last turn.
   // A section's ids depend only on its text, on whether it comes first, and on `specials`.
-  #cachedSection(section: string, index: number, specials: boolean): number[] {
-    const key = `${index === 0 ? 0 : 1}${specials ? 1 : 0}${section}`;
+  #rememberedSection(scope: string, section: string, index: number, specials: boolean): number[] {
+    const key = `${scope}\0${index === 0 ? 0 : 1}${specials ? 1 : 0}${section}`;
     let ids = this.#sections.get(key);
     if (ids) this.#sections.delete(key); // re-inserted below: the map's order is its LRU order
     else {

@@ -4,6 +4,13 @@ export interface EncodeOptions {
   /** Match special tokens written literally in the text (e.g. "<|im_start|>") as their ids.
    * Off by default so user text cannot forge control tokens. */
   specials?: boolean;
+  /**
+   * Remember the ids of long sections (text between special tokens) under this scope, the
+   * caller's tenant: a conversation is sent whole every turn, so all but its newest messages are
+   * sections encoded last turn. Scopes never share what they remember, so one tenant's timing
+   * cannot tell whether another sent a text.
+   */
+  remember?: string;
 }
 
 export interface DecodeOptions {
