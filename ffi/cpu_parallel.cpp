@@ -36,8 +36,7 @@ int configured_threads() {
 }
 
 // A small persistent pool: the caller and the workers take chunks of columns from one atomic
-// counter. Workers spin a short while after a job (decode runs ~200 matmuls per step, a few
-// tens of microseconds apart), then sleep on a condition variable.
+// counter. Workers spin a short while after a job (see SPIN_US), then sleep on a condition variable.
 class Pool {
  public:
   explicit Pool(int threads) : threads_(threads) {
@@ -114,9 +113,12 @@ class Pool {
     return g;
   }
 
-  // Long enough to bridge the other ops between two matmuls of a decode step; short, because a
-  // spinning worker takes a core from the graph-building thread on a small machine.
-  static constexpr int SPIN_US = 50;
+  // Long enough to bridge the other ops between two kernels: a decode step's are microseconds
+  // apart, but at an agent turn's ~150 rows the copies, adds and cache writes between a layer's
+  // kernels take up to a few hundred, and each sleep and wake-up cost tens (a warm turn's forward
+  // was 3-4% slower at 50 us). Not much longer, because a spinning worker takes a core from the
+  // graph-building thread on a small machine.
+  static constexpr int SPIN_US = 400;
 
   const int threads_;
   std::mutex run_mutex_;
