@@ -36,11 +36,12 @@ function quantizedLinear(x: MxArray, w: QuantizedWeight): MxArray {
 }
 
 /**
- * act(x @ gate.T) * (x @ up.T): a gated MLP's first half. Quantized on a CPU with AMX tiles, from
- * 16 rows (prefill), one kernel computes both products and the gate, neither product written out.
+ * act(x @ gate.T) * (x @ up.T): a gated MLP's first half. Quantized on a CPU with AMX tiles it is
+ * one op: from 16 rows (prefill) one kernel computes both products and the gate, neither product
+ * written out; below, the op runs the same kernels as linear twice and gatedActivation.
  */
 export function gatedLinear(x: MxArray, gate: Weight, up: Weight, act: "silu" | "gelu_tanh"): MxArray {
-  if (isQuantized(gate) && isQuantized(up) && defaultDevice() === "cpu" && rowsOf(x) >= 16 && samePacking(gate, up) && tilesTake(gate)) {
+  if (isQuantized(gate) && isQuantized(up) && defaultDevice() === "cpu" && samePacking(gate, up) && tilesTake(gate)) {
     return quantizedGatedMatmul(x, gate, up, act);
   }
   return gatedActivation(linear(x, gate), linear(x, up), act);
