@@ -174,6 +174,13 @@ void run(const Problem& p, int group_size, int bits, Op op) {
   parallel_for(run_job, &job, p.N, chunk);
 }
 
+// x @ w.T's shape: x's, with its last axis w's rows.
+mx::Shape product_shape(const mx::array& x, const mx::array& w) {
+  auto shape = x.shape();
+  shape.back() = w.shape(0);
+  return shape;
+}
+
 // Inputs (x, w, scales, biases) for the matmul, (w, scales, biases) for the dequantize.
 class QuantizedCpu : public mx::UnaryPrimitive {
  public:
@@ -206,9 +213,7 @@ class QuantizedCpu : public mx::UnaryPrimitive {
 
   std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override {
     if (op_ == Op::dequantize) return {{inputs[0].shape(0), inputs[0].shape(1) * 32 / bits_}};
-    auto shape = inputs[0].shape();
-    shape.back() = inputs[1].shape(0);
-    return {shape};
+    return {product_shape(inputs[0], inputs[1])};
   }
 
  private:
@@ -253,11 +258,7 @@ class QuantizedGatedCpu : public mx::UnaryPrimitive {
     return act_ == o.act_ && group_size_ == o.group_size_ && bits_ == o.bits_;
   }
 
-  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override {
-    auto shape = inputs[0].shape();
-    shape.back() = inputs[1].shape(0);
-    return {shape};
-  }
+  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override { return {product_shape(inputs[0], inputs[1])}; }
 
  private:
   GateActivation act_;
@@ -288,9 +289,7 @@ mx::array quantized_matmul_rows(
       static_cast<int64_t>(x.shape(-1)) * bits == static_cast<int64_t>(w.shape(1)) * 32;
   // Anything else keeps MLX's op, which also gives MLX's own error for inconsistent shapes.
   if (!ours) return mx::quantized_matmul(x, w, scales, biases, true, group_size, bits);
-  auto shape = x.shape();
-  shape.back() = w.shape(0);
-  return mx::array(std::move(shape), mx::float32, std::make_shared<QuantizedCpu>(s, Op::matmul, group_size, bits), {x, w, scales, biases});
+  return mx::array(product_shape(x, w), mx::float32, std::make_shared<QuantizedCpu>(s, Op::matmul, group_size, bits), {x, w, scales, biases});
 }
 
 mx::array quantized_gated_matmul(
@@ -306,9 +305,7 @@ mx::array quantized_gated_matmul(
     return gated_activation(quantized_matmul_rows(x, gate_w, gate_scales, gate_biases, group_size, bits),
                             quantized_matmul_rows(x, up_w, up_scales, up_biases, group_size, bits), act);
   }
-  auto shape = x.shape();
-  shape.back() = gate_w.shape(0);
-  return mx::array(std::move(shape), mx::float32, std::make_shared<QuantizedGatedCpu>(s, act, group_size, bits),
+  return mx::array(product_shape(x, gate_w), mx::float32, std::make_shared<QuantizedGatedCpu>(s, act, group_size, bits),
                    {x, gate_w, gate_scales, gate_biases, up_w, up_scales, up_biases});
 }
 
