@@ -121,55 +121,94 @@ void pack_values(const float* const* vrow, int nk, uint16_t* hi, uint16_t* lo) {
     _tile_dpbf16ps(G, 4, 7);               \
   } while (0)
 
-// sT (TK x 16): the key tile's scores for the row tile (q given as its column-operand tiles).
+// A step's tile work for the row tiles around the one whose softmax runs: the scores of the next
+// row tile (into sT, from its queries qh, ql) and the output of the one before (oT += V^T times
+// its weights wh, wl, through the accumulators). It comes in UNITS units of three tile products,
+// which the softmax issues between its own vector ops, so that the tile unit and the vector units
+// can work at once (they overlap in part: one layer, 149 rows over 4096 keys, 2.63 -> 2.39 ms
+// against the three phases one after the other; all units issued in a block before the softmax
+// took 2.87). Either half may be absent (null queries or weights): the first and last row tile of
+// a key tile.
 template <int D>
-void scores(const uint16_t* kh, const uint16_t* kl, const uint16_t* qh, const uint16_t* ql, float* sT) {
-  constexpr int DC = D / 32;
-  _tile_zero(0);
-  _tile_zero(1);
-  _tile_zero(2);
-  _tile_zero(3);
-  for (int dc = 0; dc < DC; dc++) {
-    _tile_loadd(6, qh + static_cast<size_t>(dc) * TILE, 64);
-    _tile_loadd(7, ql + static_cast<size_t>(dc) * TILE, 64);
-    // Keys 16g.. into accumulator g.
-    SEMANTIC_ROWS_TIMES(0, kh, kl, static_cast<size_t>(0 * DC + dc) * TILE);
-    SEMANTIC_ROWS_TIMES(1, kh, kl, static_cast<size_t>(1 * DC + dc) * TILE);
-    SEMANTIC_ROWS_TIMES(2, kh, kl, static_cast<size_t>(2 * DC + dc) * TILE);
-    SEMANTIC_ROWS_TIMES(3, kh, kl, static_cast<size_t>(3 * DC + dc) * TILE);
-  }
-  _tile_stored(0, sT, 64);
-  _tile_stored(1, sT + 256, 64);
-  _tile_stored(2, sT + 512, 64);
-  _tile_stored(3, sT + 768, 64);
-}
+struct TileWork {
+  static constexpr int DC = D / 32, DG = D / 16;
+  static constexpr int SCORE_UNITS = 4 * DC;  // 4 accumulators (16 keys each) x D / 32
+  static constexpr int OUTPUT_UNITS = 2 * DG;  // DG / 4 groups of 4 accumulators x TK / 32
+  static constexpr int UNITS = SCORE_UNITS + OUTPUT_UNITS;
+  const uint16_t *kh, *kl, *vh, *vl;
+  const uint16_t *qh, *ql;
+  float* sT;
+  const uint16_t *wh, *wl;
+  float* oT;
 
-// oT (D x 16) += V^T (vh, vl) times the row tile's weights (wh, wl), through the accumulators.
-template <int D>
-void weighted_values(const uint16_t* vh, const uint16_t* vl, const uint16_t* wh, const uint16_t* wl, float* oT) {
-  constexpr int DG = D / 16;
-  for (int dg0 = 0; dg0 < DG; dg0 += 4) {
-    float* o = oT + dg0 * 256;
-    _tile_loadd(0, o, 64);
-    _tile_loadd(1, o + 256, 64);
-    _tile_loadd(2, o + 512, 64);
-    _tile_loadd(3, o + 768, 64);
-    for (int kc = 0; kc < TK / 32; kc++) {
+  // Unit u: the scores first, so that they are stored early in the step and the next step's
+  // softmax does not wait for them.
+  void unit(int u) const {
+    // Tile loads are asm that GCC does not know reads memory: the vector stores of the operands
+    // (the weights, the packed keys) must not move past them.
+    asm volatile("" ::: "memory");
+    if (u < SCORE_UNITS) {
+      if (!qh) return;
+      const int dc = u / 4, g = u % 4;
+      if (u == 0) {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+      }
+      if (g == 0) {
+        _tile_loadd(6, qh + static_cast<size_t>(dc) * TILE, 64);
+        _tile_loadd(7, ql + static_cast<size_t>(dc) * TILE, 64);
+      }
+      // Keys 16g.. into accumulator g.
+      const size_t at = static_cast<size_t>(g * DC + dc) * TILE;
+      switch (g) {
+        case 0: SEMANTIC_ROWS_TIMES(0, kh, kl, at); break;
+        case 1: SEMANTIC_ROWS_TIMES(1, kh, kl, at); break;
+        case 2: SEMANTIC_ROWS_TIMES(2, kh, kl, at); break;
+        default: SEMANTIC_ROWS_TIMES(3, kh, kl, at); break;
+      }
+      if (u == SCORE_UNITS - 1) {
+        _tile_stored(0, sT, 64);
+        _tile_stored(1, sT + 256, 64);
+        _tile_stored(2, sT + 512, 64);
+        _tile_stored(3, sT + 768, 64);
+      }
+      return;
+    }
+    if (!wh) return;
+    // Group of d 64 group.., key chunk kc, d 16(4 group + g).. into accumulator g.
+    const int v = u - SCORE_UNITS, group = v / 8, kc = v / 4 % 2, g = v % 4;
+    float* o = oT + group * 4 * 256;
+    if (v % 8 == 0) {
+      _tile_loadd(0, o, 64);
+      _tile_loadd(1, o + 256, 64);
+      _tile_loadd(2, o + 512, 64);
+      _tile_loadd(3, o + 768, 64);
+    }
+    if (g == 0) {
       _tile_loadd(6, wh + static_cast<size_t>(kc) * TILE, 64);
       _tile_loadd(7, wl + static_cast<size_t>(kc) * TILE, 64);
-      // d 16(dg0 + g).. into accumulator g.
-      const size_t at = static_cast<size_t>(kc * DG + dg0) * TILE;
-      SEMANTIC_ROWS_TIMES(0, vh, vl, at);
-      SEMANTIC_ROWS_TIMES(1, vh, vl, at + TILE);
-      SEMANTIC_ROWS_TIMES(2, vh, vl, at + 2 * TILE);
-      SEMANTIC_ROWS_TIMES(3, vh, vl, at + 3 * TILE);
     }
-    _tile_stored(0, o, 64);
-    _tile_stored(1, o + 256, 64);
-    _tile_stored(2, o + 512, 64);
-    _tile_stored(3, o + 768, 64);
+    const size_t at = static_cast<size_t>(kc * DG + 4 * group + g) * TILE;
+    switch (g) {
+      case 0: SEMANTIC_ROWS_TIMES(0, vh, vl, at); break;
+      case 1: SEMANTIC_ROWS_TIMES(1, vh, vl, at); break;
+      case 2: SEMANTIC_ROWS_TIMES(2, vh, vl, at); break;
+      default: SEMANTIC_ROWS_TIMES(3, vh, vl, at); break;
+    }
+    if (v % 8 == 7) {
+      _tile_stored(0, o, 64);
+      _tile_stored(1, o + 256, 64);
+      _tile_stored(2, o + 512, 64);
+      _tile_stored(3, o + 768, 64);
+    }
   }
-}
+
+  void all() const {
+    for (int u = 0; u < UNITS; u++) unit(u);
+  }
+};
 
 #undef SEMANTIC_ROWS_TIMES
 
@@ -188,9 +227,12 @@ inline void weight_pairs(__m512 e0, __m512 e1, uint16_t* hi, uint16_t* lo) {
 // The online softmax of a row tile (lane r = row r) over the key tile whose scores are sT[j][r]
 // (in base 2), `seen` (MASKED) saying which rows see key j: the weights 2^(s - m) (0 where
 // unseen) go to the column-operand tiles wh, wl; m and l (the rows' running maxima and sums) move
-// on; the result is the factor for what the rows summed so far.
-template <bool MASKED>
-__m512 softmax_weights(const float* sT, const __mmask16* seen, __m512& m, __m512& l, uint16_t* wh, uint16_t* wl) {
+// on; the result is the factor for what the rows summed so far. The tile work `work` is issued in
+// even shares between the exponentials.
+template <bool MASKED, int D>
+__m512 softmax_weights(const float* sT, const __mmask16* seen, __m512& m, __m512& l, uint16_t* wh, uint16_t* wl, const TileWork<D>& work) {
+  constexpr int SHARE = TileWork<D>::UNITS / (TK / 4);
+  static_assert(SHARE * (TK / 4) == TileWork<D>::UNITS, "the tile work splits evenly over the softmax's steps");
   const __m512 neg_inf = _mm512_set1_ps(NEG_INF);
   // Four accumulators for the maxima and the sums: one chain of dependent ops over the 64 keys
   // would take four times as long.
@@ -208,7 +250,10 @@ __m512 softmax_weights(const float* sT, const __mmask16* seen, __m512& m, __m512
   const __mmask16 had = _mm512_cmp_ps_mask(m, neg_inf, _CMP_NEQ_OQ);
   const __m512 alpha = exp2_scalef(_mm512_maskz_sub_ps(had & any, m, m_new));
   __m512 sum[4] = {};
+#pragma GCC unroll 16
   for (int j = 0; j < TK; j += 4) {
+#pragma GCC unroll 4
+    for (int u = 0; u < SHARE; u++) work.unit(j / 4 * SHARE + u);
     __m512 e[4];
     for (int u = 0; u < 4; u++) {
       const __m512 s = _mm512_load_ps(sT + (j + u) * 16);
@@ -229,10 +274,10 @@ __m512 softmax_weights(const float* sT, const __mmask16* seen, __m512& m, __m512
 // softmax_weights for the row tile `group` (nr rows) and keys j0 .. j0 + nk - 1. Rows past nr
 // (zero queries) are treated as seeing a full tile: their lanes stay finite and are never read.
 template <int D>
-__m512 row_tile_softmax(const AttentionProblem& p, const Row<D>* group, int nr, int j0, int nk, const float* sT, __m512& m, __m512& l, uint16_t* wh, uint16_t* wl) {
+__m512 row_tile_softmax(const AttentionProblem& p, const Row<D>* group, int nr, int j0, int nk, const float* sT, __m512& m, __m512& l, uint16_t* wh, uint16_t* wl, const TileWork<D>& work) {
   bool full = nk == TK && !p.mask;
   for (int r = 0; r < nr && full; r++) full = group[r].lo <= j0 && group[r].hi >= j0 + TK - 1;
-  if (full) return softmax_weights<false>(sT, nullptr, m, l, wh, wl);
+  if (full) return softmax_weights<false>(sT, nullptr, m, l, wh, wl, work);
   alignas(64) int lo[16], hi[16];
   for (int r = 0; r < 16; r++) {
     lo[r] = r < nr ? group[r].lo : INT_MAX;
@@ -250,7 +295,7 @@ __m512 row_tile_softmax(const AttentionProblem& p, const Row<D>* group, int nr, 
     }
     seen[j] = s;
   }
-  return softmax_weights<true>(sT, seen, m, l, wh, wl);
+  return softmax_weights<true>(sT, seen, m, l, wh, wl, work);
 }
 
 // A thread's rows: an item's in run_item, then a merge's in merge_parts.
@@ -278,9 +323,8 @@ void run_item(const AttentionProblem& p, int item) {
   uint16_t* kl = kh + TK / 16 * DC * TILE;
   uint16_t* vh = v_buffer.get(2 * TK / 32 * (D / 16) * TILE);
   uint16_t* vl = vh + TK / 32 * (D / 16) * TILE;
-  uint16_t* wh = w_buffer.get(2 * TK / 32 * TILE);
-  uint16_t* wl = wh + TK / 32 * TILE;
-  float* sT = s_buffer.get(TK * 16);
+  uint16_t* wh = w_buffer.get(4 * TK / 32 * TILE);  // two buffers of hi and lo
+  float* sT = s_buffer.get(2 * TK * 16);
   // Each row tile's output, transposed (D x 16), and the rows' running maxima and sums.
   float* oT = o_buffer.get(static_cast<size_t>(SPLIT_ROWS) * D);
   float* ms = state_buffer.get(2 * SPLIT_ROWS);
@@ -317,29 +361,42 @@ void run_item(const AttentionProblem& p, int item) {
       next = std::min(TK, p.S - j0 - TK);
       tile_rows(p, it, j0 + TK, next, at, knext, vnext);
     }
-    const int per = (next + RT - 1) / RT;
+    // The row tiles that see this key tile, in a pipeline: while row tile active[i]'s softmax
+    // runs, the tiles compute active[i + 1]'s scores and active[i - 1]'s output. Scores and
+    // weights alternate between two buffers.
+    int active[SPLIT_ROWS / 16], na = 0;
     for (int rt = 0; rt < RT; rt++) {
-      for (int j = rt * per; j < std::min(next, (rt + 1) * per); j++)
+      const int nr = std::min(16, n - 16 * rt);
+      bool any = false;
+      for (int r = 0; r < nr; r++) any = any || sees_tile(rows[16 * rt + r], j0);
+      if (any) active[na++] = rt;
+    }
+    const int per = (next + std::max(na, 1) - 1) / std::max(na, 1);
+    const auto queries = [&](int i, int half) { return (half ? ql : qh) + static_cast<size_t>(active[i]) * DC * TILE; };
+    const auto output = [&](int i) { return oT + static_cast<size_t>(active[i]) * 16 * D; };
+    const auto scores = [&](int i) { return sT + (i % 2) * TK * 16; };
+    const auto weights = [&](int i, int half) { return wh + (2 * (i % 2) + half) * TK / 32 * TILE; };
+    if (na) TileWork<D>{kh, kl, vh, vl, queries(0, 0), queries(0, 1), scores(0), nullptr, nullptr, nullptr}.all();
+    for (int i = 0; i < na; i++) {
+      for (int j = i * per; j < std::min(next, (i + 1) * per); j++)
         for (int d = 0; d < D; d += 16) {
           _mm_prefetch(reinterpret_cast<const char*>(knext[j] + d), _MM_HINT_T1);
           _mm_prefetch(reinterpret_cast<const char*>(vnext[j] + d), _MM_HINT_T1);
         }
-      const Row<D>* group = rows + 16 * rt;
-      const int nr = std::min(16, n - 16 * rt);
-      bool any = false;
-      for (int r = 0; r < nr; r++) any = any || sees_tile(group[r], j0);
-      if (!any) continue;
-      scores<D>(kh, kl, qh + static_cast<size_t>(rt) * DC * TILE, ql + static_cast<size_t>(rt) * DC * TILE, sT);
+      const bool after = i + 1 < na, before = i > 0;
+      const TileWork<D> work{kh, kl, vh, vl, after ? queries(i + 1, 0) : nullptr, after ? queries(i + 1, 1) : nullptr, scores(i + 1),
+                             before ? weights(i - 1, 0) : nullptr, before ? weights(i - 1, 1) : nullptr, before ? output(i - 1) : nullptr};
+      const int rt = active[i];
       __m512 m = _mm512_load_ps(ms + 16 * rt), l = _mm512_load_ps(ls + 16 * rt);
-      const __m512 alpha = row_tile_softmax<D>(p, group, nr, j0, nk, sT, m, l, wh, wl);
+      const __m512 alpha = row_tile_softmax<D>(p, rows + 16 * rt, std::min(16, n - 16 * rt), j0, nk, scores(i), m, l, weights(i, 0), weights(i, 1), work);
       _mm512_store_ps(ms + 16 * rt, m);
       _mm512_store_ps(ls + 16 * rt, l);
-      float* o = oT + static_cast<size_t>(rt) * 16 * D;
+      float* o = output(i);
       // Once the rows' maxima settle (most key tiles), alpha is exactly 1 and o stays as it is.
       if (_mm512_cmp_ps_mask(alpha, _mm512_set1_ps(1.0f), _CMP_NEQ_UQ))
         for (int d = 0; d < D; d++) _mm512_store_ps(o + d * 16, _mm512_mul_ps(_mm512_load_ps(o + d * 16), alpha));
-      weighted_values<D>(vh, vl, wh, wl, o);
     }
+    if (na) TileWork<D>{kh, kl, vh, vl, nullptr, nullptr, nullptr, weights(na - 1, 0), weights(na - 1, 1), output(na - 1)}.all();
   }
   for (int rt = 0; rt < RT; rt++) {
     const float* o = oT + static_cast<size_t>(rt) * 16 * D;
