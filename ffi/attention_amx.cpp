@@ -9,7 +9,9 @@
 //   output  oT[d][r] += v[.][d] . w[r][.]  V^T as the row operand, the weights as the column
 //     operand, whose pairs (keys 2i, 2i + 1 of one row) the softmax writes as it computes them.
 // The output waits in oT between key tiles and goes through the tiles' accumulators as they
-// load it; only a row tile whose running maxima moved rescales it.
+// load it; only a row tile whose running maxima moved rescales it. Within a key tile the row
+// tiles form a pipeline (TileWork): a row tile's softmax issues the next one's scores and the
+// previous one's output between its vector ops.
 //
 // Layouts, each tile 16 rows of 64 bytes (1 KB), contiguous:
 //   k       row operand, tile (kg, dc): keys 16kg.., d 32dc..
