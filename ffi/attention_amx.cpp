@@ -123,6 +123,25 @@ void pack_values(const float* const* vrow, int nk, uint16_t* hi, uint16_t* lo) {
     _tile_dpbf16ps(G, 4, 7);               \
   } while (0)
 
+// Accumulator g (a runtime value; constant wherever the units are unrolled) += the row operand
+// at `at` times the column operand.
+inline void rows_times(int g, const uint16_t* hi, const uint16_t* lo, size_t at) {
+  switch (g) {
+    case 0: SEMANTIC_ROWS_TIMES(0, hi, lo, at); break;
+    case 1: SEMANTIC_ROWS_TIMES(1, hi, lo, at); break;
+    case 2: SEMANTIC_ROWS_TIMES(2, hi, lo, at); break;
+    default: SEMANTIC_ROWS_TIMES(3, hi, lo, at); break;
+  }
+}
+
+// The four accumulators to `to`, tile after tile.
+inline void store_accumulators(float* to) {
+  _tile_stored(0, to, 64);
+  _tile_stored(1, to + 256, 64);
+  _tile_stored(2, to + 512, 64);
+  _tile_stored(3, to + 768, 64);
+}
+
 // A step's tile work for the row tiles around the one whose softmax runs: the scores of the next
 // row tile (into sT, from its queries qh, ql) and the output of the one before (oT += V^T times
 // its weights wh, wl, through the accumulators). It comes in UNITS units of three tile products,
@@ -163,19 +182,8 @@ struct TileWork {
         _tile_loadd(7, ql + static_cast<size_t>(dc) * TILE, 64);
       }
       // Keys 16g.. into accumulator g.
-      const size_t at = static_cast<size_t>(g * DC + dc) * TILE;
-      switch (g) {
-        case 0: SEMANTIC_ROWS_TIMES(0, kh, kl, at); break;
-        case 1: SEMANTIC_ROWS_TIMES(1, kh, kl, at); break;
-        case 2: SEMANTIC_ROWS_TIMES(2, kh, kl, at); break;
-        default: SEMANTIC_ROWS_TIMES(3, kh, kl, at); break;
-      }
-      if (u == SCORE_UNITS - 1) {
-        _tile_stored(0, sT, 64);
-        _tile_stored(1, sT + 256, 64);
-        _tile_stored(2, sT + 512, 64);
-        _tile_stored(3, sT + 768, 64);
-      }
+      rows_times(g, kh, kl, static_cast<size_t>(g * DC + dc) * TILE);
+      if (u == SCORE_UNITS - 1) store_accumulators(sT);
       return;
     }
     if (!wh) return;
@@ -192,19 +200,8 @@ struct TileWork {
       _tile_loadd(6, wh + static_cast<size_t>(kc) * TILE, 64);
       _tile_loadd(7, wl + static_cast<size_t>(kc) * TILE, 64);
     }
-    const size_t at = static_cast<size_t>(kc * DG + 4 * group + g) * TILE;
-    switch (g) {
-      case 0: SEMANTIC_ROWS_TIMES(0, vh, vl, at); break;
-      case 1: SEMANTIC_ROWS_TIMES(1, vh, vl, at); break;
-      case 2: SEMANTIC_ROWS_TIMES(2, vh, vl, at); break;
-      default: SEMANTIC_ROWS_TIMES(3, vh, vl, at); break;
-    }
-    if (v % 8 == 7) {
-      _tile_stored(0, o, 64);
-      _tile_stored(1, o + 256, 64);
-      _tile_stored(2, o + 512, 64);
-      _tile_stored(3, o + 768, 64);
-    }
+    rows_times(g, vh, vl, static_cast<size_t>(kc * DG + 4 * group + g) * TILE);
+    if (v % 8 == 7) store_accumulators(o);
   }
 
   void all() const {
