@@ -26,7 +26,6 @@
 #include "attention_amx.h"
 
 #include <algorithm>
-#include <climits>
 #include <cmath>
 #include <vector>
 
@@ -45,24 +44,6 @@ constexpr int KEY_PARTS = 2;
 constexpr int MIN_SPLIT_TILES = 4 * KEY_PARTS;  // key tiles, for parts worth their merge
 constexpr int TILE = 512;  // bf16 in a tile
 static_assert(TK == 64, "a key tile is four 16-key tiles of scores and two 32-key tiles of weights");
-
-// 2^t for t <= 0 (the scores are in base 2: the queries carry log2(e)): t rounded to n by
-// adding and subtracting 1.5 * 2^23, 2^(t - n) by a degree-4 polynomial on [-1/2, 1/2] fitted
-// for relative error (2.9e-6 in float32, under the weights' 16-bit halves; its constant term is 1,
-// so 2^0 is exactly 1 and an unmoved maximum gives alpha = 1), scaled by 2^n with VSCALEFPS,
-// which also gives 0 below float's range: eight instructions where cpu_simd.h's portable
-// exp_nonpositive takes about seventeen.
-inline __m512 exp2_scalef(__m512 t) {
-  const __m512 round = _mm512_set1_ps(12582912.0f);
-  const __m512 n = _mm512_sub_ps(_mm512_add_ps(t, round), round);
-  const __m512 f = _mm512_sub_ps(t, n);
-  __m512 p = _mm512_set1_ps(9.582852944731712e-3f);
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5906426161527634e-2f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4024099111557007e-1f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931241750717163e-1f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-  return _mm512_scalef_ps(p, n);
-}
 
 // Query rows 16rt.. (scaled) as the column operand; rows past n are zero.
 template <int D>
@@ -277,23 +258,8 @@ __m512 row_tile_softmax(const AttentionProblem& p, const Row<D>* group, int nr, 
   bool full = nk == TK && !p.mask;
   for (int r = 0; r < nr && full; r++) full = group[r].lo <= j0 && group[r].hi >= j0 + TK - 1;
   if (full) return softmax_weights<false>(sT, nullptr, m, l, wh, wl, work);
-  alignas(64) int lo[16], hi[16];
-  for (int r = 0; r < 16; r++) {
-    lo[r] = r < nr ? group[r].lo : INT_MAX;
-    hi[r] = r < nr ? group[r].hi : -1;
-  }
-  const __m512i vlo = _mm512_load_si512(lo), vhi = _mm512_load_si512(hi);
-  // Which rows see key j0 + j (none past nk; those scores are of zero keys).
   __mmask16 seen[TK];
-  for (int j = 0; j < TK; j++) {
-    const __m512i key = _mm512_set1_epi32(j0 + j);
-    __mmask16 s = j < nk ? _mm512_cmple_epi32_mask(vlo, key) & _mm512_cmpge_epi32_mask(vhi, key) : 0;
-    if (p.mask && s) {
-      for (int r = 0; r < nr; r++)
-        if (group[r].mask && !group[r].mask[(j0 + j) * p.m3]) s &= static_cast<__mmask16>(~(1u << r));
-    }
-    seen[j] = s;
-  }
+  lanes_seeing(p, group, nr, j0, nk, seen);
   return softmax_weights<true>(sT, seen, m, l, wh, wl, work);
 }
 

@@ -4,7 +4,9 @@
 //
 // Rows go in groups of RB whose scores and outputs stay in registers, so each K and V vector
 // loaded serves the whole group. With many rows, each tile of K is transposed once into a small
-// buffer, so a row's TK scores come out as whole vectors.
+// buffer, so a row's TK scores come out as whole vectors. With AVX-512 and many rows, the lanes
+// kernel below runs instead: 16 rows to a vector, so neither the transposes nor the softmax's
+// per-row reductions are needed (one layer over 4096 keys about 15% faster, bench:attention).
 
 #include "attention_cpu.h"
 
@@ -135,6 +137,138 @@ void run_items(void* ctx, int begin, int end) {
   for (int item = begin; item < end; item++) run_item<D>(*static_cast<const Problem*>(ctx), item);
 }
 
+#if defined(__AVX512F__)
+// With AVX-512 and many rows, the rows go 16 to a vector (one lane each), as on AMX tiles
+// (attention_amx.cpp): scores sT[j][lane] = sum_d k_j[d] qT[d][lane] broadcast each key value
+// from the key's own row (no transposed copy of the tile), the online softmax runs lane-wise
+// (no horizontal reductions, one exponential for the 16 rows' rescaling) and the output
+// oT[d][lane] += sum_j v_j[d] wT[j][lane] broadcasts from the value rows the same way. Scores
+// are in base 2 (the queries carry log2(e)).
+constexpr int LANES = 16;
+constexpr int LANES_MIN_ROWS = 16;  // rows per key/value head from which the lanes kernel runs
+// Keys (scores) or head dimensions (output) whose accumulators stay in registers at once.
+constexpr int BLOCK = 16;
+
+// The key tile `keys` is TK rows of D, contiguous: one base address for every broadcast.
+template <int D>
+void scores_lanes(const float* qT, const float* keys, float* sT) {
+  for (int j0 = 0; j0 < TK; j0 += BLOCK) {
+    __m512 acc[BLOCK];
+    for (int j = 0; j < BLOCK; j++) acc[j] = _mm512_setzero_ps();
+    for (int d = 0; d < D; d++) {
+      const __m512 q = _mm512_load_ps(qT + d * LANES);
+      for (int j = 0; j < BLOCK; j++) acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(keys[(j0 + j) * D + d]), q, acc[j]);
+    }
+    for (int j = 0; j < BLOCK; j++) _mm512_store_ps(sT + (j0 + j) * LANES, acc[j]);
+  }
+}
+
+// oT = oT * alpha + sum_j v_j wT[j] over keys 0 .. nk - 1.
+template <int D>
+void output_lanes(const float* wT, const float* const* vrow, int nk, __m512 alpha, float* oT) {
+  for (int d0 = 0; d0 < D; d0 += BLOCK) {
+    __m512 acc[BLOCK];
+    for (int d = 0; d < BLOCK; d++) acc[d] = _mm512_mul_ps(_mm512_load_ps(oT + (d0 + d) * LANES), alpha);
+    for (int j = 0; j < nk; j++) {
+      const __m512 w = _mm512_load_ps(wT + j * LANES);
+      const float* v = vrow[j] + d0;
+      for (int d = 0; d < BLOCK; d++) acc[d] = _mm512_fmadd_ps(_mm512_set1_ps(v[d]), w, acc[d]);
+    }
+    for (int d = 0; d < BLOCK; d++) _mm512_store_ps(oT + (d0 + d) * LANES, acc[d]);
+  }
+}
+
+// The online softmax of 16 rows (lanes) over one key tile: the scores sT become the weights
+// 2^(s - m) (0 where `seen` says a row does not see the key; null: every row sees every key);
+// m and l move on; returns the factor for what the rows summed so far.
+inline __m512 softmax_lanes(float* sT, const __mmask16* seen, __m512& m, __m512& l) {
+  const __m512 neg_inf = _mm512_set1_ps(NEG_INF);
+  __m512 mx[4] = {neg_inf, neg_inf, neg_inf, neg_inf};
+  for (int j = 0; j < TK; j += 4)
+    for (int u = 0; u < 4; u++) {
+      const __m512 s = _mm512_load_ps(sT + (j + u) * LANES);
+      mx[u] = seen ? _mm512_mask_max_ps(mx[u], seen[j + u], mx[u], s) : _mm512_max_ps(mx[u], s);
+    }
+  const __m512 tile_max = _mm512_max_ps(_mm512_max_ps(mx[0], mx[1]), _mm512_max_ps(mx[2], mx[3]));
+  const __mmask16 any = _mm512_cmp_ps_mask(tile_max, neg_inf, _CMP_NEQ_OQ);
+  const __m512 m_new = _mm512_mask_max_ps(m, any, m, tile_max);
+  const __mmask16 had = _mm512_cmp_ps_mask(m, neg_inf, _CMP_NEQ_OQ);
+  const __m512 alpha = exp2_scalef(_mm512_maskz_sub_ps(had & any, m, m_new));
+  __m512 sum[4] = {};
+  for (int j = 0; j < TK; j += 4)
+    for (int u = 0; u < 4; u++) {
+      float* at = sT + (j + u) * LANES;
+      const __m512 s = _mm512_load_ps(at);
+      const __m512 e = seen ? _mm512_maskz_mov_ps(seen[j + u], exp2_scalef(_mm512_maskz_sub_ps(seen[j + u], s, m_new))) : exp2_scalef(_mm512_sub_ps(s, m_new));
+      _mm512_store_ps(at, e);
+      sum[u] = _mm512_add_ps(sum[u], e);
+    }
+  l = _mm512_add_ps(_mm512_mul_ps(l, alpha), _mm512_add_ps(_mm512_add_ps(sum[0], sum[1]), _mm512_add_ps(sum[2], sum[3])));
+  m = m_new;
+  return alpha;
+}
+
+template <int D>
+void run_item_lanes(const Problem& p, int item) {
+  const Item it = item_of(p, item);
+  const int n = it.n, RT = (n + LANES - 1) / LANES;
+  Row<D> rows[ROWS_PER_ITEM];
+  int lo, hi;
+  start_rows<D>(p, it, rows, lo, hi);
+  alignas(64) float qT[ROWS_PER_ITEM / LANES][D * LANES];
+  alignas(64) float oT[ROWS_PER_ITEM / LANES][D * LANES];
+  alignas(64) float sT[TK * LANES];
+  alignas(64) float ms[ROWS_PER_ITEM], ls[ROWS_PER_ITEM];
+  for (int rt = 0; rt < RT; rt++) {
+    for (int d = 0; d < D; d++)
+      for (int i = 0; i < LANES; i++) qT[rt][d * LANES + i] = LANES * rt + i < n ? rows[LANES * rt + i].q[d] : 0.0f;
+    std::fill(oT[rt], oT[rt] + D * LANES, 0.0f);
+    _mm512_store_ps(ms + LANES * rt, _mm512_set1_ps(NEG_INF));
+    _mm512_store_ps(ls + LANES * rt, _mm512_setzero_ps());
+  }
+  alignas(64) float keys[TK * D];
+  const float* krow[TK];
+  const float* vrow[TK];
+  size_t seg = 0;
+  for (int j0 = lo >= 0 ? lo / TK * TK : 0; j0 <= hi; j0 += TK) {
+    const int nk = std::min(TK, p.S - j0);
+    tile_rows(p, it, j0, nk, seg, krow, vrow);
+    // Keys past the end of the sequence (a last partial tile) are zeros; their weights are 0.
+    for (int j = 0; j < TK; j++)
+      for (int d = 0; d < D; d += LANES) _mm512_store_ps(keys + j * D + d, j < nk ? _mm512_loadu_ps(krow[j] + d) : _mm512_setzero_ps());
+    for (int rt = 0; rt < RT; rt++) {
+      const Row<D>* group = rows + LANES * rt;
+      const int nr = std::min(LANES, n - LANES * rt);
+      bool any = false, full = nk == TK && !p.mask;
+      for (int r = 0; r < nr; r++) {
+        any = any || sees_tile(group[r], j0);
+        full = full && group[r].lo <= j0 && group[r].hi >= j0 + TK - 1;
+      }
+      if (!any) continue;
+      scores_lanes<D>(qT[rt], keys, sT);
+      __mmask16 seen[TK];
+      if (!full) lanes_seeing(p, group, nr, j0, nk, seen);
+      __m512 m = _mm512_load_ps(ms + LANES * rt), l = _mm512_load_ps(ls + LANES * rt);
+      const __m512 alpha = softmax_lanes(sT, full ? nullptr : seen, m, l);
+      _mm512_store_ps(ms + LANES * rt, m);
+      _mm512_store_ps(ls + LANES * rt, l);
+      output_lanes<D>(sT, vrow, nk, alpha, oT[rt]);
+    }
+  }
+  for (int r = 0; r < n; r++) {
+    for (int d = 0; d < D; d++) rows[r].o[d] = oT[r / LANES][d * LANES + r % LANES];
+    rows[r].l = ls[r];
+  }
+  finish_rows<D>(p, it, rows);
+}
+
+template <int D>
+void run_items_lanes(void* ctx, int begin, int end) {
+  for (int item = begin; item < end; item++) run_item_lanes<D>(*static_cast<const Problem*>(ctx), item);
+}
+#endif
+
+
 // Below this many multiply-adds a call runs on the calling thread alone (decode over a short
 // context): waking the pool costs more than it saves.
 constexpr double SERIAL_WORK = 1 << 18;
@@ -145,6 +279,12 @@ void run(Problem& p, int D) {
   p.rowsPerItem = ROWS_PER_ITEM;
   p.itemsPerHead = (rows + ROWS_PER_ITEM - 1) / ROWS_PER_ITEM;
   auto fn = D == 64 ? run_items<64> : D == 128 ? run_items<128> : run_items<256>;
+#if defined(__AVX512F__)
+  if (rows >= LANES_MIN_ROWS) {
+    p.scale *= 1.44269504088896341f;  // scores in base 2
+    fn = D == 64 ? run_items_lanes<64> : D == 128 ? run_items_lanes<128> : run_items_lanes<256>;
+  }
+#endif
   const int items = p.B * p.Hkv * p.itemsPerHead;
   const double work = 2.0 * p.B * p.Hq * p.L * static_cast<double>(p.S) * D;
   if (work < SERIAL_WORK) return fn(const_cast<Problem*>(&p), 0, items);

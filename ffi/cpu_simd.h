@@ -11,7 +11,7 @@
 
 #include "mlx/array.h"
 
-#if defined(__AVX512F__)
+#if defined(__AVX__)
 #include <immintrin.h>
 #endif
 
@@ -39,8 +39,16 @@ inline void storev(float* p, vf v) {
   std::memcpy(p, &v, sizeof v);
 }
 
+// One value in every lane. `vf{} + f` would compile to a scalar add of 0 (it must turn -0 into
+// +0) before the broadcast, two vector ops where the intrinsic is one broadcast load.
 inline vf splat(float f) {
+#if defined(__AVX512F__)
+  return (vf)_mm512_set1_ps(f);
+#elif defined(__AVX__)
+  return (vf)_mm256_set1_ps(f);
+#else
   return vf{} + f;
+#endif
 }
 
 // Horizontal sum and maximum: AVX-512's reductions are a tree of four shuffles, where the lane
