@@ -149,32 +149,48 @@ constexpr int LANES_MIN_ROWS = 16;  // rows per key/value head from which the la
 // Keys (scores) or head dimensions (output) whose accumulators stay in registers at once.
 constexpr int BLOCK = 16;
 
-// The key tile `keys` is TK rows of D, contiguous: one base address for every broadcast.
-template <int D>
-void scores_lanes(const float* qT, const float* keys, float* sT) {
-  for (int j0 = 0; j0 < TK; j0 += BLOCK) {
-    __m512 acc[BLOCK];
-    for (int j = 0; j < BLOCK; j++) acc[j] = _mm512_setzero_ps();
+// Scores of T row tiles at once (their queries transposed, qT[t]), so each key value broadcast
+// serves T vectors. The key tile `keys` is TK rows of D, contiguous: one base address for every
+// broadcast.
+template <int D, int T>
+void scores_lanes(const float* const* qT, const float* keys, float* const* sT) {
+  constexpr int JB = BLOCK / T;
+  for (int j0 = 0; j0 < TK; j0 += JB) {
+    __m512 acc[T][JB];
+    for (int t = 0; t < T; t++)
+      for (int j = 0; j < JB; j++) acc[t][j] = _mm512_setzero_ps();
     for (int d = 0; d < D; d++) {
-      const __m512 q = _mm512_load_ps(qT + d * LANES);
-      for (int j = 0; j < BLOCK; j++) acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(keys[(j0 + j) * D + d]), q, acc[j]);
+      __m512 q[T];
+      for (int t = 0; t < T; t++) q[t] = _mm512_load_ps(qT[t] + d * LANES);
+      for (int j = 0; j < JB; j++) {
+        const __m512 k = _mm512_set1_ps(keys[(j0 + j) * D + d]);
+        for (int t = 0; t < T; t++) acc[t][j] = _mm512_fmadd_ps(k, q[t], acc[t][j]);
+      }
     }
-    for (int j = 0; j < BLOCK; j++) _mm512_store_ps(sT + (j0 + j) * LANES, acc[j]);
+    for (int t = 0; t < T; t++)
+      for (int j = 0; j < JB; j++) _mm512_store_ps(sT[t] + (j0 + j) * LANES, acc[t][j]);
   }
 }
 
-// oT = oT * alpha + sum_j v_j wT[j] over keys 0 .. nk - 1.
-template <int D>
-void output_lanes(const float* wT, const float* const* vrow, int nk, __m512 alpha, float* oT) {
-  for (int d0 = 0; d0 < D; d0 += BLOCK) {
-    __m512 acc[BLOCK];
-    for (int d = 0; d < BLOCK; d++) acc[d] = _mm512_mul_ps(_mm512_load_ps(oT + (d0 + d) * LANES), alpha);
+// oT[t] = oT[t] * alpha[t] + sum_j v_j wT[t][j] over keys 0 .. nk - 1, T row tiles at once.
+template <int D, int T>
+void output_lanes(const float* const* wT, const float* const* vrow, int nk, const __m512* alpha, float* const* oT) {
+  constexpr int DB = BLOCK / T;
+  for (int d0 = 0; d0 < D; d0 += DB) {
+    __m512 acc[T][DB];
+    for (int t = 0; t < T; t++)
+      for (int d = 0; d < DB; d++) acc[t][d] = _mm512_mul_ps(_mm512_load_ps(oT[t] + (d0 + d) * LANES), alpha[t]);
     for (int j = 0; j < nk; j++) {
-      const __m512 w = _mm512_load_ps(wT + j * LANES);
+      __m512 w[T];
+      for (int t = 0; t < T; t++) w[t] = _mm512_load_ps(wT[t] + j * LANES);
       const float* v = vrow[j] + d0;
-      for (int d = 0; d < BLOCK; d++) acc[d] = _mm512_fmadd_ps(_mm512_set1_ps(v[d]), w, acc[d]);
+      for (int d = 0; d < DB; d++) {
+        const __m512 vd = _mm512_set1_ps(v[d]);
+        for (int t = 0; t < T; t++) acc[t][d] = _mm512_fmadd_ps(vd, w[t], acc[t][d]);
+      }
     }
-    for (int d = 0; d < BLOCK; d++) _mm512_store_ps(oT + (d0 + d) * LANES, acc[d]);
+    for (int t = 0; t < T; t++)
+      for (int d = 0; d < DB; d++) _mm512_store_ps(oT[t] + (d0 + d) * LANES, acc[t][d]);
   }
 }
 
@@ -217,7 +233,7 @@ void run_item_lanes(const Problem& p, int item) {
   start_rows<D>(p, it, rows, lo, hi);
   alignas(64) float qT[ROWS_PER_ITEM / LANES][D * LANES];
   alignas(64) float oT[ROWS_PER_ITEM / LANES][D * LANES];
-  alignas(64) float sT[TK * LANES];
+  alignas(64) float sT[2][TK * LANES];
   alignas(64) float ms[ROWS_PER_ITEM], ls[ROWS_PER_ITEM];
   for (int rt = 0; rt < RT; rt++) {
     for (int d = 0; d < D; d++)
@@ -236,23 +252,36 @@ void run_item_lanes(const Problem& p, int item) {
     // Keys past the end of the sequence (a last partial tile) are zeros; their weights are 0.
     for (int j = 0; j < TK; j++)
       for (int d = 0; d < D; d += LANES) _mm512_store_ps(keys + j * D + d, j < nk ? _mm512_loadu_ps(krow[j] + d) : _mm512_setzero_ps());
+    // The row tiles that see this key tile, two at a time.
+    int active[ROWS_PER_ITEM / LANES], na = 0;
     for (int rt = 0; rt < RT; rt++) {
-      const Row<D>* group = rows + LANES * rt;
-      const int nr = std::min(LANES, n - LANES * rt);
-      bool any = false, full = nk == TK && !p.mask;
-      for (int r = 0; r < nr; r++) {
-        any = any || sees_tile(group[r], j0);
-        full = full && group[r].lo <= j0 && group[r].hi >= j0 + TK - 1;
+      bool any = false;
+      for (int r = LANES * rt; r < std::min(n, LANES * (rt + 1)); r++) any = any || sees_tile(rows[r], j0);
+      if (any) active[na++] = rt;
+    }
+    for (int i = 0; i < na; i += 2) {
+      const int T = std::min(2, na - i);
+      const float* q[2] = {qT[active[i]], qT[active[i + T - 1]]};
+      float* s[2] = {sT[0], sT[1]};
+      float* o[2] = {oT[active[i]], oT[active[i + T - 1]]};
+      if (T == 2) scores_lanes<D, 2>(q, keys, s);
+      else scores_lanes<D, 1>(q, keys, s);
+      __m512 alpha[2];
+      for (int t = 0; t < T; t++) {
+        const int rt = active[i + t];
+        const Row<D>* group = rows + LANES * rt;
+        const int nr = std::min(LANES, n - LANES * rt);
+        bool full = nk == TK && !p.mask;
+        for (int r = 0; r < nr && full; r++) full = group[r].lo <= j0 && group[r].hi >= j0 + TK - 1;
+        __mmask16 seen[TK];
+        if (!full) lanes_seeing(p, group, nr, j0, nk, seen);
+        __m512 m = _mm512_load_ps(ms + LANES * rt), l = _mm512_load_ps(ls + LANES * rt);
+        alpha[t] = softmax_lanes(sT[t], full ? nullptr : seen, m, l);
+        _mm512_store_ps(ms + LANES * rt, m);
+        _mm512_store_ps(ls + LANES * rt, l);
       }
-      if (!any) continue;
-      scores_lanes<D>(qT[rt], keys, sT);
-      __mmask16 seen[TK];
-      if (!full) lanes_seeing(p, group, nr, j0, nk, seen);
-      __m512 m = _mm512_load_ps(ms + LANES * rt), l = _mm512_load_ps(ls + LANES * rt);
-      const __m512 alpha = softmax_lanes(sT, full ? nullptr : seen, m, l);
-      _mm512_store_ps(ms + LANES * rt, m);
-      _mm512_store_ps(ls + LANES * rt, l);
-      output_lanes<D>(sT, vrow, nk, alpha, oT[rt]);
+      if (T == 2) output_lanes<D, 2>(s, vrow, nk, alpha, o);
+      else output_lanes<D, 1>(s, vrow, nk, alpha, o);
     }
   }
   for (int r = 0; r < n; r++) {

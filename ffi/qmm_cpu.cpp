@@ -20,6 +20,7 @@
 #include "cpu_simd.h"
 #include "qmm_amx.h"
 #include "qmm_layout.h"
+#include "qmm_panels.h"
 
 namespace mx = mlx::core;
 
@@ -155,8 +156,10 @@ void run_job(void* ctx, int n0, int n1) {
 // costs more than it saves (k and v projections of small models in decode).
 constexpr double SERIAL_WORK = 1 << 17;
 
-// From this many rows a matmul runs on AMX tiles where the CPU has them (qmm_amx.cpp).
+// From this many rows a matmul runs on AMX tiles where the CPU has them (qmm_amx.cpp), else
+// on AVX-512 panels (qmm_panels.cpp).
 constexpr int AMX_MIN_ROWS = 16;
+constexpr int PANEL_MIN_ROWS = 16;
 
 // Runs `op` over all N weight rows, split over the pool when there is enough work.
 void run(const Problem& p, int group_size, int bits, Op op) {
@@ -164,6 +167,7 @@ void run(const Problem& p, int group_size, int bits, Op op) {
   if (!fn) throw std::invalid_argument("[semantic qmm] unsupported bits or group size");
   if (p.N == 0 || (op == Op::matmul && p.M == 0)) return;
   if (op == Op::matmul && p.M >= AMX_MIN_ROWS && qmm_amx_takes(bits, group_size, p.K)) return qmm_amx(p, bits, group_size);
+  if (op == Op::matmul && p.M >= PANEL_MIN_ROWS && qmm_panels_takes(bits, group_size)) return qmm_panels(p, bits, group_size);
   const double work = static_cast<double>(p.N) * p.K * (op == Op::matmul ? std::max(1.0, p.M / 4.0) : 1.0);
   const int threads = work < SERIAL_WORK ? 1 : cpu::threads();
   if (threads == 1) return fn(p, 0, p.N);
@@ -325,6 +329,10 @@ bool cpu_kernel_takes(int group_size, int bits) {
 bool cpu_tiles_take(int group_size, int bits) {
   // Any K the packing allows is a multiple of the group size, so the group size stands for K.
   return qmm_amx_takes(bits, group_size, group_size);
+}
+
+bool cpu_many_rows_take(int group_size, int bits) {
+  return cpu_tiles_take(group_size, bits) || qmm_panels_takes(bits, group_size);
 }
 
 int qmm_threads() {

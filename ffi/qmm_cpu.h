@@ -61,6 +61,12 @@ bool cpu_kernel_takes(int group_size, int bits);
  */
 bool cpu_tiles_take(int group_size, int bits);
 
+/**
+ * Whether quantized_matmul_rows beats a float32 copy through BLAS at every number of rows for
+ * this packing: on AMX tiles (cpu_tiles_take) or, with AVX-512, on float32 panels (qmm_panels.cpp).
+ */
+bool cpu_many_rows_take(int group_size, int bits);
+
 /** Threads the kernel uses (the caller included). */
 int qmm_threads();
 

@@ -467,6 +467,7 @@ int sm_dequantize_f32(sm_array* out, sm_array w, sm_array scales, sm_array biase
 int sm_quantized_matmul_threads(int* out) { SM_TRY(*out = semantic::qmm_threads()) }
 int sm_quantized_cpu_takes(int* out, int group_size, int bits) { SM_TRY(*out = semantic::cpu_kernel_takes(group_size, bits) ? 1 : 0) }
 int sm_quantized_cpu_tiles(int* out, int group_size, int bits) { SM_TRY(*out = semantic::cpu_tiles_take(group_size, bits) ? 1 : 0) }
+int sm_quantized_cpu_many_rows(int* out, int group_size, int bits) { SM_TRY(*out = semantic::cpu_many_rows_take(group_size, bits) ? 1 : 0) }
 // Writes three handles: packed weights, scales, biases.
 int sm_quantize(sm_array* out3, sm_array w, int group_size, int bits) {
   SM_TRY({

@@ -1,6 +1,6 @@
 // bun run bench:qmm — the quantized matmul from decode to prefill sizes: the project's CPU kernel
 // (quantizedMatmulRows, ffi/qmm_cpu.cpp; from 16 rows on AMX tiles, ffi/qmm_amx.cpp, where the
-// CPU has them) against MLX's quantized_matmul, a float32 matmul over the dequantized weights
+// CPU has them, else with AVX-512 on float32 panels, ffi/qmm_panels.cpp) against MLX's quantized_matmul, a float32 matmul over the dequantized weights
 // (what `dense` weights run), and per call our dequantize then that matmul. SmolLM2-135M's
 // shapes, random weights.
 //
@@ -26,13 +26,14 @@ const SHAPES: Shape[] = [
   { name: "lm_head 576→49152", n: 49152, k: 576, bits: 8, group: 32 },
 ];
 
-// Whether this CPU runs ours on AMX tiles from 16 rows (the shapes' packings all take them or none).
-const tiles = mx.cpuTilesTake(32, 4);
+// Whether this CPU runs ours on AMX tiles, or else on AVX-512 panels, from 16 rows (the shapes'
+// packings all take them or none).
+const manyRows = mx.cpuTilesTake(32, 4) ? "AMX tiles" : mx.cpuManyRowsTake(32, 4) ? "AVX-512 float32 panels" : null;
 
 type Kernel = "ours" | "mlx" | "dense" | "dequant";
 const KERNELS: Kernel[] = ["ours", "mlx", "dense", "dequant"];
 const LABEL: Record<Kernel, string> = {
-  ours: tiles ? "ours (quantizedMatmulRows; AMX tiles from 16 rows)" : "ours (quantizedMatmulRows)",
+  ours: manyRows ? `ours (quantizedMatmulRows; ${manyRows} from 16 rows)` : "ours (quantizedMatmulRows)",
   mlx: "MLX quantized_matmul",
   dense: "dense float32 matmul",
   dequant: "ours dequantize + float32 matmul",
@@ -97,8 +98,8 @@ for (const s of SHAPES) {
   }
 }
 
-const models = tiles
-  ? "The models' `linear()` uses ours at every row count on this CPU (AMX tiles from 16 rows)"
+const models = manyRows
+  ? `The models' \`linear()\` uses ours at every row count on this CPU (${manyRows} from 16 rows)`
   : `The models' \`linear()\` uses ours up to ${CPU_KERNEL_MAX_ROWS} rows on the CPU and "ours dequantize + float32 matmul" above (prefill)`;
 const body = `## Quantized matmul, decode to prefill sizes (\`bun run bench:qmm\`)
 

@@ -51,11 +51,20 @@ export function cpuKernelTakes(groupSize: number, bits: number): boolean {
 }
 
 /**
- * Whether quantizedMatmulRows takes this packing at every number of rows: on a CPU with AMX
- * tiles (Xeon Sapphire Rapids and later) its many-row path beats a float32 copy through BLAS.
+ * Whether quantizedMatmulRows runs on AMX tiles from 16 rows for this packing (Xeon Sapphire
+ * Rapids and later): operands of 16 significant bits, not 24.
  */
 export function cpuTilesTake(groupSize: number, bits: number): boolean {
   check(lib().sm_quantized_cpu_tiles(out, groupSize, bits));
+  return readI32() === 1;
+}
+
+/**
+ * Whether quantizedMatmulRows beats a float32 copy through BLAS at every number of rows for this
+ * packing: on AMX tiles, or with AVX-512 on float32 panels (ffi/qmm_panels.cpp).
+ */
+export function cpuManyRowsTake(groupSize: number, bits: number): boolean {
+  check(lib().sm_quantized_cpu_many_rows(out, groupSize, bits));
   return readI32() === 1;
 }
 

@@ -48,12 +48,16 @@ const ROWS = [1, 3, 8, 17, 48, 136];
 // Rows from which the kernel runs on tiles, where the CPU has them (AMX_MIN_ROWS in qmm_cpu.cpp).
 const TILE_ROWS = 16;
 
+const cpuFlags = (): string[] =>
+  process.platform === "linux" && process.arch === "x64" ? (readFileSync("/proc/cpuinfo", "utf8").match(/^flags\s*:(.*)$/m)?.[1].split(/\s+/) ?? []) : [];
+
 /** What /proc/cpuinfo says about AMX with bf16 (the tiles need the AVX-512 bf16 conversions too). */
 function cpuHasAmx(): boolean {
-  if (process.platform !== "linux" || process.arch !== "x64" || process.env.SEMANTIC_AMX === "0") return false;
-  const flags = readFileSync("/proc/cpuinfo", "utf8").match(/^flags\s*:(.*)$/m)?.[1].split(/\s+/) ?? [];
-  return ["amx_tile", "amx_bf16", "avx512_bf16"].every((f) => flags.includes(f));
+  return process.env.SEMANTIC_AMX !== "0" && ["amx_tile", "amx_bf16", "avx512_bf16"].every((f) => cpuFlags().includes(f));
 }
+
+/** AVX-512 (the library is built with -march=native): the float32 panels of ffi/qmm_panels.cpp. */
+const cpuHasAvx512 = (): boolean => cpuFlags().includes("avx512f");
 
 describe("quantizedMatmulRows (CPU kernel)", () => {
   test("the kernel takes 2, 4 and 8 bits in groups of 32, 64, 128; not 3 bits", () => {
@@ -66,6 +70,12 @@ describe("quantizedMatmulRows (CPU kernel)", () => {
   test("the tiles take 4 and 8 bits exactly where the CPU has AMX (this CPU: " + (cpuHasAmx() ? "yes" : "no") + ")", () => {
     for (const bits of [4, 8]) for (const g of [32, 64, 128]) expect(mx.cpuTilesTake(g, bits)).toBe(cpuHasAmx());
     expect(mx.cpuTilesTake(32, 2)).toBe(false);
+  });
+
+  test("a many-row path (tiles or AVX-512 panels) takes 4 and 8 bits where the CPU has either, 2 bits with AVX-512 (this CPU: AVX-512 " + (cpuHasAvx512() ? "yes" : "no") + ")", () => {
+    for (const bits of [4, 8]) for (const g of [32, 64, 128]) expect(mx.cpuManyRowsTake(g, bits)).toBe(cpuHasAmx() || cpuHasAvx512());
+    expect(mx.cpuManyRowsTake(32, 2)).toBe(cpuHasAvx512());
+    expect(mx.cpuManyRowsTake(16, 4)).toBe(false);
   });
 
   // SmolLM2-135M's layer shapes: (out, in) of gate/up and of down.
@@ -129,13 +139,15 @@ describe("quantizedMatmulRows (CPU kernel)", () => {
       }
   });
 
-  test("2 bits and group 128 match MLX", () => {
+  test("2 bits and group 128 match MLX, at 5 rows and at 29 (the many-row paths)", () => {
     for (const [bits, group] of [[2, 32], [2, 128], [4, 128], [8, 128]]) {
       const q = quantized(96, 256, group, bits, 3 * bits + group);
       try {
         mx.tidy(() => {
-          const x = f32(seeded(5 * 256, 9), [5, 256]);
-          expectClose(mx.quantizedMatmulRows(x, q).toFloat32(), mx.quantizedMatmul(x, q).toFloat32(), 1e-4, 1e-4, `${bits} bits, group ${group}`);
+          for (const m of [5, 29]) {
+            const x = f32(seeded(m * 256, 9), [m, 256]);
+            expectClose(mx.quantizedMatmulRows(x, q).toFloat32(), mx.quantizedMatmul(x, q).toFloat32(), 1e-4, 1e-4, `${bits} bits, group ${group}, rows ${m}`);
+          }
         });
       } finally {
         free(q);
@@ -149,7 +161,7 @@ describe("quantizedMatmulRows (CPU kernel)", () => {
     try {
       mx.tidy(() => {
         const xs = seeded(70 * k, 77);
-        // Below TILE_ROWS the row kernel; from it the tiles where the CPU has them (else the row kernel again).
+        // Below TILE_ROWS the row kernel; from it the tiles or the AVX-512 panels where the CPU has them (else the row kernel again).
         for (const [most, fewer] of [[TILE_ROWS - 1, [1, 8]], [70, [TILE_ROWS, 17, 40]]] as const) {
           const all = mx.quantizedMatmulRows(f32(xs.subarray(0, most * k), [most, k]), q).toFloat32();
           for (const m of fewer) {
