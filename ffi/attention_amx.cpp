@@ -213,22 +213,8 @@ template <bool MASKED, int D>
 __m512 softmax_weights(const float* sT, const __mmask16* seen, __m512& m, __m512& l, uint16_t* wh, uint16_t* wl, const TileWork<D>& work) {
   constexpr int SHARE = TileWork<D>::UNITS / (TK / 4);
   static_assert(SHARE * (TK / 4) == TileWork<D>::UNITS, "the tile work splits evenly over the softmax's steps");
-  const __m512 neg_inf = _mm512_set1_ps(NEG_INF);
-  // Four accumulators for the maxima and the sums: one chain of dependent ops over the 64 keys
-  // would take four times as long.
-  __m512 mx[4] = {neg_inf, neg_inf, neg_inf, neg_inf};
-  for (int j = 0; j < TK; j += 4)
-    for (int u = 0; u < 4; u++) {
-      const __m512 s = _mm512_load_ps(sT + (j + u) * 16);
-      mx[u] = MASKED ? _mm512_mask_max_ps(mx[u], seen[j + u], mx[u], s) : _mm512_max_ps(mx[u], s);
-    }
-  const __m512 tile_max = _mm512_max_ps(_mm512_max_ps(mx[0], mx[1]), _mm512_max_ps(mx[2], mx[3]));
-  // Rows that see none of these keys keep their state (alpha 1, weights 0); so do rows that had
-  // no maximum yet, whose sums are still 0.
-  const __mmask16 any = _mm512_cmp_ps_mask(tile_max, neg_inf, _CMP_NEQ_OQ);
-  const __m512 m_new = _mm512_mask_max_ps(m, any, m, tile_max);
-  const __mmask16 had = _mm512_cmp_ps_mask(m, neg_inf, _CMP_NEQ_OQ);
-  const __m512 alpha = exp2_scalef(_mm512_maskz_sub_ps(had & any, m, m_new));
+  __m512 m_new;
+  const __m512 alpha = lanes_rescale<MASKED>(sT, seen, m, m_new);
   __m512 sum[4] = {};
 #pragma GCC unroll 16
   for (int j = 0; j < TK; j += 4) {
@@ -236,8 +222,7 @@ __m512 softmax_weights(const float* sT, const __mmask16* seen, __m512& m, __m512
     for (int u = 0; u < SHARE; u++) work.unit(j / 4 * SHARE + u);
     __m512 e[4];
     for (int u = 0; u < 4; u++) {
-      const __m512 s = _mm512_load_ps(sT + (j + u) * 16);
-      e[u] = MASKED ? _mm512_maskz_mov_ps(seen[j + u], exp2_scalef(_mm512_maskz_sub_ps(seen[j + u], s, m_new))) : exp2_scalef(_mm512_sub_ps(s, m_new));
+      e[u] = lanes_weight<MASKED>(sT, seen, j + u, m_new);
       sum[u] = _mm512_add_ps(sum[u], e[u]);
     }
     for (int u = 0; u < 4; u += 2) {
@@ -251,15 +236,11 @@ __m512 softmax_weights(const float* sT, const __mmask16* seen, __m512& m, __m512
   return alpha;
 }
 
-// softmax_weights for the row tile `group` (nr rows) and keys j0 .. j0 + nk - 1. Rows past nr
-// (zero queries) are treated as seeing a full tile: their lanes stay finite and are never read.
+// softmax_weights for the row tile `group` (nr rows) and keys j0 .. j0 + nk - 1.
 template <int D>
 __m512 row_tile_softmax(const AttentionProblem& p, const Row<D>* group, int nr, int j0, int nk, const float* sT, __m512& m, __m512& l, uint16_t* wh, uint16_t* wl, const TileWork<D>& work) {
-  bool full = nk == TK && !p.mask;
-  for (int r = 0; r < nr && full; r++) full = group[r].lo <= j0 && group[r].hi >= j0 + TK - 1;
-  if (full) return softmax_weights<false>(sT, nullptr, m, l, wh, wl, work);
   __mmask16 seen[TK];
-  lanes_seeing(p, group, nr, j0, nk, seen);
+  if (lanes_seeing(p, group, nr, j0, nk, seen)) return softmax_weights<false>(sT, nullptr, m, l, wh, wl, work);
   return softmax_weights<true>(sT, seen, m, l, wh, wl, work);
 }
 

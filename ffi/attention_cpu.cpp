@@ -195,28 +195,17 @@ void output_lanes(const float* const* wT, const float* const* vrow, int nk, cons
 }
 
 // The online softmax of 16 rows (lanes) over one key tile: the scores sT become the weights
-// 2^(s - m) (0 where `seen` says a row does not see the key; null: every row sees every key);
-// m and l move on; returns the factor for what the rows summed so far.
-inline __m512 softmax_lanes(float* sT, const __mmask16* seen, __m512& m, __m512& l) {
-  const __m512 neg_inf = _mm512_set1_ps(NEG_INF);
-  __m512 mx[4] = {neg_inf, neg_inf, neg_inf, neg_inf};
-  for (int j = 0; j < TK; j += 4)
-    for (int u = 0; u < 4; u++) {
-      const __m512 s = _mm512_load_ps(sT + (j + u) * LANES);
-      mx[u] = seen ? _mm512_mask_max_ps(mx[u], seen[j + u], mx[u], s) : _mm512_max_ps(mx[u], s);
-    }
-  const __m512 tile_max = _mm512_max_ps(_mm512_max_ps(mx[0], mx[1]), _mm512_max_ps(mx[2], mx[3]));
-  const __mmask16 any = _mm512_cmp_ps_mask(tile_max, neg_inf, _CMP_NEQ_OQ);
-  const __m512 m_new = _mm512_mask_max_ps(m, any, m, tile_max);
-  const __mmask16 had = _mm512_cmp_ps_mask(m, neg_inf, _CMP_NEQ_OQ);
-  const __m512 alpha = exp2_scalef(_mm512_maskz_sub_ps(had & any, m, m_new));
+// 2^(s - m) (0 where `seen` (MASKED) says a row does not see the key); m and l move on; returns
+// the factor for what the rows summed so far.
+template <bool MASKED>
+__m512 softmax_lanes(float* sT, const __mmask16* seen, __m512& m, __m512& l) {
+  __m512 m_new;
+  const __m512 alpha = lanes_rescale<MASKED>(sT, seen, m, m_new);
   __m512 sum[4] = {};
   for (int j = 0; j < TK; j += 4)
     for (int u = 0; u < 4; u++) {
-      float* at = sT + (j + u) * LANES;
-      const __m512 s = _mm512_load_ps(at);
-      const __m512 e = seen ? _mm512_maskz_mov_ps(seen[j + u], exp2_scalef(_mm512_maskz_sub_ps(seen[j + u], s, m_new))) : exp2_scalef(_mm512_sub_ps(s, m_new));
-      _mm512_store_ps(at, e);
+      const __m512 e = lanes_weight<MASKED>(sT, seen, j + u, m_new);
+      _mm512_store_ps(sT + (j + u) * LANES, e);
       sum[u] = _mm512_add_ps(sum[u], e);
     }
   l = _mm512_add_ps(_mm512_mul_ps(l, alpha), _mm512_add_ps(_mm512_add_ps(sum[0], sum[1]), _mm512_add_ps(sum[2], sum[3])));
@@ -269,14 +258,10 @@ void run_item_lanes(const Problem& p, int item) {
       __m512 alpha[2];
       for (int t = 0; t < T; t++) {
         const int rt = active[i + t];
-        const Row<D>* group = rows + LANES * rt;
         const int nr = std::min(LANES, n - LANES * rt);
-        bool full = nk == TK && !p.mask;
-        for (int r = 0; r < nr && full; r++) full = group[r].lo <= j0 && group[r].hi >= j0 + TK - 1;
         __mmask16 seen[TK];
-        if (!full) lanes_seeing(p, group, nr, j0, nk, seen);
         __m512 m = _mm512_load_ps(ms + LANES * rt), l = _mm512_load_ps(ls + LANES * rt);
-        alpha[t] = softmax_lanes(sT[t], full ? nullptr : seen, m, l);
+        alpha[t] = lanes_seeing(p, rows + LANES * rt, nr, j0, nk, seen) ? softmax_lanes<false>(sT[t], nullptr, m, l) : softmax_lanes<true>(sT[t], seen, m, l);
         _mm512_store_ps(ms + LANES * rt, m);
         _mm512_store_ps(ls + LANES * rt, l);
       }

@@ -168,9 +168,14 @@ inline __m512 exp2_scalef(__m512 t) {
 }
 
 // Which of the 16 rows `group` (nr of them; lane r = row r) see key j0 + j, for j < TK (none
-// past nk, the keys of a last partial tile).
+// past nk, the keys of a last partial tile). Returns true, `seen` left as it was, when every row
+// sees every key of a whole tile (most tiles: no masks needed). Rows past nr (zero queries) are
+// treated as seeing a whole tile: their lanes stay finite and are never read.
 template <typename Row>
-void lanes_seeing(const AttentionProblem& p, const Row* group, int nr, int j0, int nk, __mmask16 seen[TK]) {
+bool lanes_seeing(const AttentionProblem& p, const Row* group, int nr, int j0, int nk, __mmask16 seen[TK]) {
+  bool all = nk == TK && !p.mask;
+  for (int r = 0; r < nr && all; r++) all = group[r].lo <= j0 && group[r].hi >= j0 + TK - 1;
+  if (all) return true;
   alignas(64) int lo[16], hi[16];
   for (int r = 0; r < 16; r++) {
     lo[r] = r < nr ? group[r].lo : std::numeric_limits<int>::max();
@@ -186,6 +191,39 @@ void lanes_seeing(const AttentionProblem& p, const Row* group, int nr, int j0, i
     }
     seen[j] = s;
   }
+  return false;
+}
+
+// The two halves of a lane-wise online-softmax step (lane r = row r) over a key tile whose
+// scores are sT[j][lane], in base 2, `seen` (MASKED) saying which rows see key j.
+//
+// First: the rows' new maxima m_new, and the factor alpha = 2^(m - m_new) for what they summed
+// so far. Rows that see none of these keys keep their state (alpha 1, weights 0); so do rows
+// that had no maximum yet, whose sums are still 0. Four accumulators for the maxima: one chain
+// of dependent ops over the 64 keys would take four times as long.
+template <bool MASKED>
+inline __m512 lanes_rescale(const float* sT, const __mmask16* seen, __m512 m, __m512& m_new) {
+  const __m512 neg_inf = _mm512_set1_ps(NEG_INF);
+  __m512 mx[4] = {neg_inf, neg_inf, neg_inf, neg_inf};
+  for (int j = 0; j < TK; j += 4)
+    for (int u = 0; u < 4; u++) {
+      const __m512 s = _mm512_load_ps(sT + (j + u) * 16);
+      mx[u] = MASKED ? _mm512_mask_max_ps(mx[u], seen[j + u], mx[u], s) : _mm512_max_ps(mx[u], s);
+    }
+  const __m512 tile_max = _mm512_max_ps(_mm512_max_ps(mx[0], mx[1]), _mm512_max_ps(mx[2], mx[3]));
+  const __mmask16 any = _mm512_cmp_ps_mask(tile_max, neg_inf, _CMP_NEQ_OQ);
+  m_new = _mm512_mask_max_ps(m, any, m, tile_max);
+  const __mmask16 had = _mm512_cmp_ps_mask(m, neg_inf, _CMP_NEQ_OQ);
+  return exp2_scalef(_mm512_maskz_sub_ps(had & any, m, m_new));
+}
+
+// Second, per key j: its weights 2^(s - m_new), 0 where unseen (the caller sums them and moves
+// l = l * alpha + sum, m = m_new).
+template <bool MASKED>
+inline __m512 lanes_weight(const float* sT, const __mmask16* seen, int j, __m512 m_new) {
+  const __m512 s = _mm512_load_ps(sT + j * 16);
+  if constexpr (MASKED) return _mm512_maskz_mov_ps(seen[j], exp2_scalef(_mm512_maskz_sub_ps(seen[j], s, m_new)));
+  return exp2_scalef(_mm512_sub_ps(s, m_new));
 }
 #endif
 
