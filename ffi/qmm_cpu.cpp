@@ -157,7 +157,7 @@ void run_job(void* ctx, int n0, int n1) {
 constexpr double SERIAL_WORK = 1 << 17;
 
 // From this many rows a matmul runs on AMX tiles where the CPU has them (qmm_amx.cpp), else
-// on AVX-512 panels (qmm_panels.cpp).
+// on AVX-512 VNNI panels (qmm_panels.cpp).
 constexpr int AMX_MIN_ROWS = 16;
 constexpr int PANEL_MIN_ROWS = 16;
 

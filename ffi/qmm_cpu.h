@@ -63,7 +63,7 @@ bool cpu_tiles_take(int group_size, int bits);
 
 /**
  * Whether quantized_matmul_rows beats a float32 copy through BLAS at every number of rows for
- * this packing: on AMX tiles (cpu_tiles_take) or, with AVX-512, on float32 panels (qmm_panels.cpp).
+ * this packing: on AMX tiles (cpu_tiles_take) or, with AVX-512 VNNI, on int16 panels (qmm_panels.cpp).
  */
 bool cpu_many_rows_take(int group_size, int bits);
 

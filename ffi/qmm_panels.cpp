@@ -1,16 +1,24 @@
-// x @ dequantize(w).T for many rows with AVX-512 float32 FMAs, where the CPU has no AMX tiles.
+// x @ dequantize(w).T for many rows with AVX-512 VNNI, where the CPU has no AMX tiles: 16-bit
+// integer products (VPDPWSSD), twice the multiply-adds per instruction of float32 FMAs.
 //
-// The weights are dequantized once per call, a panel of NB rows and KC values of k at a time,
-// k-major (for each k, the panel's NB weights side by side: two vectors), and the slice stays in
-// L1 while every block of MR rows of x multiplies it: MR x 2 accumulators in registers, per k two vector loads
-// and MR broadcasts of x (packed k-major per block, so one base address serves them all) for
-// 2 MR FMAs. Against a float32 copy of the whole matrix through BLAS (what nn.ts did above 48
-// rows), nothing the size of the weights is written out and read back. The sums are float32
-// throughout, over k in order: each row's result is the same whatever the number of rows.
+// x is quantized per row and group of 32 values of k to int16 (scale = the group's largest
+// magnitude / 32767, round to nearest: an error of at most 2^-16 of that magnitude per value);
+// the weights' raw values q are small integers, exact in int16. Per group of 32 the integer dot
+// products sum exactly in int32 (|sum| <= 32 * 32767 * 255), then one conversion scales them by
+// x's scale times the weights' scale and the weights' bias adds times the group's float32 sum of
+// x, exact: out = sum over groups of dx * s * (xq . q) + b * sum(x). The groups add in order, so
+// each row's result is the same whatever the number of rows.
+//
+// The weights are unpacked once per call, a panel of NB rows and KC values of k at a time, k-major
+// in pairs (for each pair of k, the panel's NB weights side by side as int16 pairs: two vectors),
+// and the slice stays in L1 while every block of MR rows of x multiplies it: per pair two vector
+// loads and MR broadcasts of x's pair for 2 MR VPDPWSSD, into MR x 2 integer accumulators that
+// the group's end folds into MR x 2 float32 ones.
 
 #include "qmm_panels.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 #include "amx.h"
@@ -18,61 +26,115 @@
 
 namespace semantic::cpu {
 
-#if defined(__AVX512F__)
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
 namespace {
 
 constexpr int NB = 32;  // weight rows (output columns) per panel: two vectors
-constexpr int MR = 12;  // rows of x per block: 24 accumulators, 2 weight vectors and a broadcast
+constexpr int MR = 6;  // rows of x per block: 12 integer and 12 float accumulators
 constexpr int KC = 256;  // values of k per slice of a panel
+constexpr int XG = 32;  // values of k per quantization group of x (divides every weight group)
+constexpr int PAIRS = XG / 2;
+
+// x packed for the panels, block b of MR rows: q[(b * K / 2 + pair) * MR + m] the int16 pair
+// (values 2 pair, 2 pair + 1) of row m, scale[(b * K / XG + g) * MR + m] and sum[...] its
+// group g's scale and float32 sum. Rows past M are zero.
+struct PackedX {
+  int32_t* q;
+  float* scale;
+  float* sum;
+};
 
 struct PackJob {
   const Problem* p;
-  float* xp;
+  PackedX x;
 };
 
-// Blocks [b0, b1) of x's rows, MR rows each, k-major: row m of block b, value k, at
-// (b * K + k) * MR + m; rows past M are zero. Over the pool: at 136 rows and K = 1536 one
-// thread takes ~120 us (measured alone), 8% of the matmul, while the other core waits.
 void pack_x(void* ctx, int b0, int b1) {
   const Problem& p = *static_cast<PackJob*>(ctx)->p;
-  float* xp = static_cast<PackJob*>(ctx)->xp;
-  for (int b = b0; b < b1; b++) {
-    float* to = xp + static_cast<size_t>(b) * p.K * MR;
+  const PackedX& x = static_cast<PackJob*>(ctx)->x;
+  const int groups = p.K / XG;
+  for (int b = b0; b < b1; b++)
     for (int m = 0; m < MR; m++) {
       const int row = b * MR + m;
-      const float* from = row < p.M ? p.x + static_cast<size_t>(row) * p.K : nullptr;
-      for (int k = 0; k < p.K; k++) to[k * MR + m] = from ? from[k] : 0.0f;
+      for (int g = 0; g < groups; g++) {
+        const size_t at = (static_cast<size_t>(b) * groups + g) * MR + m;
+        int32_t* q = x.q + (static_cast<size_t>(b) * p.K / 2 + g * PAIRS) * MR + m;
+        if (row >= p.M) {
+          x.scale[at] = x.sum[at] = 0;
+          for (int i = 0; i < PAIRS; i++) q[i * MR] = 0;
+          continue;
+        }
+        const float* from = p.x + static_cast<size_t>(row) * p.K + g * XG;
+        const __m512 v0 = _mm512_loadu_ps(from), v1 = _mm512_loadu_ps(from + 16);
+        const float top = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+        const __m512 to_int = _mm512_set1_ps(top > 0 ? 32767.0f / top : 0.0f);
+        const __m256i h0 = _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(v0, to_int)));
+        const __m256i h1 = _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(v1, to_int)));
+        alignas(64) int32_t pairs[PAIRS];
+        _mm512_store_si512(pairs, _mm512_inserti64x4(_mm512_castsi256_si512(h0), h1, 1));
+        for (int i = 0; i < PAIRS; i++) q[i * MR] = pairs[i];
+        x.scale[at] = top / 32767.0f;
+        x.sum[at] = x.scale[at] * static_cast<float>(_mm512_reduce_add_epi32(_mm512_add_epi32(_mm512_cvtepi16_epi32(h0), _mm512_cvtepi16_epi32(h1))));
+      }
     }
+}
+
+// Raw values k .. k + 31 of a packed row as 16 int16 pairs (value 2i in the low half of lane i).
+template <int BITS>
+inline __m512i pairs_of(const uint32_t* row, int k) {
+  const uint32_t* p = row + k * BITS / 32;
+  if constexpr (BITS == 8) {
+    return _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  } else if constexpr (BITS == 4) {
+    const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm512_or_si512(_mm512_and_si512(v, _mm512_set1_epi32(0xf)), _mm512_slli_epi32(_mm512_and_si512(v, _mm512_set1_epi32(0xf0)), 12));
+  } else {
+    // Lane i takes its 4 bits (two values) from word i / 8.
+    const __m512i words = _mm512_permutexvar_epi32(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
+                                                   _mm512_castsi128_si512(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+    const __m512i nibble = _mm512_and_si512(_mm512_srlv_epi32(words, _mm512_set_epi32(28, 24, 20, 16, 12, 8, 4, 0, 28, 24, 20, 16, 12, 8, 4, 0)), _mm512_set1_epi32(0xf));
+    return _mm512_or_si512(_mm512_and_si512(nibble, _mm512_set1_epi32(0x3)), _mm512_slli_epi32(_mm512_srli_epi32(nibble, 2), 16));
   }
 }
 
-// Values k0 .. k1 - 1 of weight rows n0 .. n0 + NB - 1 (zeros past N) dequantized k-major into
-// wp: wp[(k - k0) * NB + c]. Sixteen rows' 16 values of k at a time, transposed in registers.
+// A panel's slice: q[(pair - k0 / 2) * NB + c] the int16 pair of weight row n0 + c, and
+// scale/bias[(g - k0 / XG) * NB + c] its group's (zeros past N).
+struct Panel {
+  int32_t* q;
+  float* scale;
+  float* bias;
+};
+
+// Values k0 .. k1 - 1 of weight rows n0 .. n0 + NB - 1 into the panel: sixteen rows' 16 pairs
+// at a time, transposed in registers.
 template <int BITS, int G>
-void dequantize_panel(const Problem& p, int n0, int k0, int k1, float* wp) {
+void unpack_panel(const Problem& p, int n0, int k0, int k1, const Panel& to) {
   const int groups = p.K / G, words = p.K * BITS / 32;
   for (int h = 0; h < NB; h += 16)
-    for (int k = k0; k < k1; k += 16) {
+    for (int k = k0; k < k1; k += XG) {
       __m512i r[16];
       for (int i = 0; i < 16; i++) {
         const int n = n0 + h + i;
+        const size_t at = ((k - k0) / XG) * NB + h + i;
         if (n >= p.N) {
           r[i] = _mm512_setzero_si512();
+          to.scale[at] = to.bias[at] = 0;
           continue;
         }
-        const float s = p.scales[static_cast<size_t>(n) * groups + k / G], b = p.biases[static_cast<size_t>(n) * groups + k / G];
-        r[i] = (__m512i)(unpack<BITS>(p.w + static_cast<size_t>(n) * words, k) * splat(s) + splat(b));
+        r[i] = pairs_of<BITS>(p.w + static_cast<size_t>(n) * words, k);
+        to.scale[at] = p.scales[static_cast<size_t>(n) * groups + k / G];
+        to.bias[at] = p.biases[static_cast<size_t>(n) * groups + k / G];
       }
       transpose16(r);
-      for (int i = 0; i < 16; i++) _mm512_store_si512(wp + (k - k0 + i) * NB + h, r[i]);
+      for (int i = 0; i < 16; i++) _mm512_store_si512(to.q + ((k - k0) / 2 + i) * NB + h, r[i]);
     }
 }
 
-// R rows (a block of x, packed, at the slice's first k) times a slice of `nk` values of k of the
-// panel into out's columns n0 .. n0 + NB - 1 (the first `cols` of them exist), added to what the
+// R rows (a block of x, at the slice's first group) times `groups` groups of the panel's slice
+// into out's columns n0 .. n0 + NB - 1 (the first `cols` of them exist), added to what the
 // earlier slices left there unless this is the first.
 template <int R>
-void block(const float* xp, const float* wp, int nk, bool first, float* out, int N, int n0, int cols) {
+void block(const int32_t* xq, const float* xscale, const float* xsum, const Panel& w, int groups, bool first, float* out, int N, int n0, int cols) {
   const __mmask16 m0 = cols >= 16 ? 0xffff : (1u << cols) - 1;
   const __mmask16 m1 = cols >= 32 ? 0xffff : cols > 16 ? (1u << (cols - 16)) - 1 : 0;
   __m512 acc[R][2];
@@ -81,12 +143,25 @@ void block(const float* xp, const float* wp, int nk, bool first, float* out, int
     acc[m][0] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m0, row);
     acc[m][1] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m1, row + 16);
   }
-  for (int k = 0; k < nk; k++) {
-    const __m512 w0 = _mm512_load_ps(wp + k * NB), w1 = _mm512_load_ps(wp + k * NB + 16);
+  for (int g = 0; g < groups; g++) {
+    __m512i dot[R][2];
+    for (int m = 0; m < R; m++) dot[m][0] = dot[m][1] = _mm512_setzero_si512();
+    const int32_t* wq = w.q + g * PAIRS * NB;
+    const int32_t* xg = xq + g * PAIRS * MR;
+    for (int i = 0; i < PAIRS; i++) {
+      const __m512i w0 = _mm512_load_si512(wq + i * NB), w1 = _mm512_load_si512(wq + i * NB + 16);
+      for (int m = 0; m < R; m++) {
+        const __m512i x = _mm512_set1_epi32(xg[i * MR + m]);
+        dot[m][0] = _mm512_dpwssd_epi32(dot[m][0], x, w0);
+        dot[m][1] = _mm512_dpwssd_epi32(dot[m][1], x, w1);
+      }
+    }
+    const __m512 s0 = _mm512_load_ps(w.scale + g * NB), s1 = _mm512_load_ps(w.scale + g * NB + 16);
+    const __m512 b0 = _mm512_load_ps(w.bias + g * NB), b1 = _mm512_load_ps(w.bias + g * NB + 16);
     for (int m = 0; m < R; m++) {
-      const __m512 x = _mm512_set1_ps(xp[k * MR + m]);
-      acc[m][0] = _mm512_fmadd_ps(x, w0, acc[m][0]);
-      acc[m][1] = _mm512_fmadd_ps(x, w1, acc[m][1]);
+      const __m512 d = _mm512_set1_ps(xscale[g * MR + m]), sum = _mm512_set1_ps(xsum[g * MR + m]);
+      acc[m][0] = _mm512_fmadd_ps(b0, sum, _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[m][0]), _mm512_mul_ps(s0, d), acc[m][0]));
+      acc[m][1] = _mm512_fmadd_ps(b1, sum, _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[m][1]), _mm512_mul_ps(s1, d), acc[m][1]));
     }
   }
   for (int m = 0; m < R; m++) {
@@ -98,53 +173,58 @@ void block(const float* xp, const float* wp, int nk, bool first, float* out, int
 
 // block for a number of rows known at run time (1 .. MR).
 template <int R = 1>
-void block_rows(int rows, const float* xp, const float* wp, int nk, bool first, float* out, int N, int n0, int cols) {
+void block_rows(int rows, const int32_t* xq, const float* xscale, const float* xsum, const Panel& w, int groups, bool first, float* out, int N, int n0, int cols) {
   if constexpr (R < MR) {
-    if (rows > R) return block_rows<R + 1>(rows, xp, wp, nk, first, out, N, n0, cols);
+    if (rows > R) return block_rows<R + 1>(rows, xq, xscale, xsum, w, groups, first, out, N, n0, cols);
   }
-  block<R>(xp, wp, nk, first, out, N, n0, cols);
+  block<R>(xq, xscale, xsum, w, groups, first, out, N, n0, cols);
 }
 
-using DequantizeFn = void (*)(const Problem&, int, int, int, float*);
+using UnpackFn = void (*)(const Problem&, int, int, int, const Panel&);
 
 struct Job {
   const Problem* p;
-  const float* xp;
-  DequantizeFn dequantize;
+  PackedX x;
+  UnpackFn unpack;
 };
 
-// Panels [first, last), a slice of KC values of k at a time: each slice dequantized once (32 KB,
-// in L1), then every block of x through it. Slices also keep x's share small: all of x at K =
-// 1536 and 512 rows (3 MB) would stream from L3 for every panel, its slices (512 KB) stay in L2.
+// Panels [first, last), a slice of KC values of k at a time: each slice unpacked once (16 KB,
+// in L1), then every block of x through it. Slices also keep x's share small: x's slices stay
+// in L2 where all of it would stream from L3 for every panel at 512 rows.
 void run_panels(void* ctx, int first, int last) {
   const Job& job = *static_cast<const Job*>(ctx);
   const Problem& p = *job.p;
-  thread_local LineBuffer<float> panel;
-  float* wp = panel.get(static_cast<size_t>(KC) * NB);
+  thread_local LineBuffer<int32_t> q;
+  thread_local LineBuffer<float> scale, bias;
+  const Panel panel{q.get(static_cast<size_t>(KC / 2) * NB), scale.get(static_cast<size_t>(KC / XG) * NB), bias.get(static_cast<size_t>(KC / XG) * NB)};
+  const int groups = p.K / XG;
   for (int t = first; t < last; t++) {
     const int n0 = t * NB, cols = std::min(NB, p.N - n0);
     for (int k0 = 0; k0 < p.K; k0 += KC) {
       const int k1 = std::min(p.K, k0 + KC);
-      job.dequantize(p, n0, k0, k1, wp);
+      job.unpack(p, n0, k0, k1, panel);
       for (int m0 = 0; m0 < p.M; m0 += MR) {
-        const float* xp = job.xp + (static_cast<size_t>(m0) * p.K + static_cast<size_t>(k0) * MR);
-        block_rows(std::min(MR, p.M - m0), xp, wp, k1 - k0, k0 == 0, p.out + static_cast<size_t>(m0) * p.N, p.N, n0, cols);
+        const size_t b = m0 / MR;
+        const int32_t* xq = job.x.q + (b * p.K / 2 + k0 / 2) * MR;
+        const size_t at = (b * groups + k0 / XG) * MR;
+        block_rows(std::min(MR, p.M - m0), xq, job.x.scale + at, job.x.sum + at, panel, (k1 - k0) / XG, k0 == 0,
+                   p.out + static_cast<size_t>(m0) * p.N, p.N, n0, cols);
       }
     }
   }
 }
 
 template <int BITS>
-DequantizeFn pick_group(int group_size) {
+UnpackFn pick_group(int group_size) {
   switch (group_size) {
-    case 32: return dequantize_panel<BITS, 32>;
-    case 64: return dequantize_panel<BITS, 64>;
-    case 128: return dequantize_panel<BITS, 128>;
+    case 32: return unpack_panel<BITS, 32>;
+    case 64: return unpack_panel<BITS, 64>;
+    case 128: return unpack_panel<BITS, 128>;
     default: return nullptr;
   }
 }
 
-DequantizeFn pick(int bits, int group_size) {
+UnpackFn pick(int bits, int group_size) {
   switch (bits) {
     case 2: return pick_group<2>(group_size);
     case 4: return pick_group<4>(group_size);
@@ -160,12 +240,13 @@ bool qmm_panels_takes(int bits, int group_size) {
 }
 
 void qmm_panels(const Problem& p, int bits, int group_size) {
-  thread_local LineBuffer<float> packed;
+  thread_local LineBuffer<int32_t> q;
+  thread_local LineBuffer<float> scale, sum;
   const int blocks = (p.M + MR - 1) / MR;
-  float* xp = packed.get(static_cast<size_t>(blocks) * MR * p.K);
-  PackJob pack{&p, xp};
+  const size_t groups = static_cast<size_t>(blocks) * MR * (p.K / XG);
+  PackJob pack{&p, {q.get(static_cast<size_t>(blocks) * MR * p.K / 2), scale.get(groups), sum.get(groups)}};
   parallel_for(pack_x, &pack, blocks, 1);
-  Job job{&p, xp, pick(bits, group_size)};
+  Job job{&p, pack.x, pick(bits, group_size)};
   parallel_for(run_panels, &job, (p.N + NB - 1) / NB, 1);
 }
 #else

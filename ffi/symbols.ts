@@ -101,7 +101,7 @@ export const symbols = {
   sm_quantized_matmul_threads: { args: [ptr], returns: i32 }, // int (int* out): threads that kernel uses
   sm_quantized_cpu_takes: { args: [ptr, i32, i32], returns: i32 }, // int (int* out, int group_size, int bits): 1 if the CPU kernel takes this packing
   sm_quantized_cpu_tiles: { args: [ptr, i32, i32], returns: i32 }, // int (int* out, int group_size, int bits): 1 if AMX tiles take it (from 16 rows)
-  sm_quantized_cpu_many_rows: { args: [ptr, i32, i32], returns: i32 }, // int (int* out, int group_size, int bits): 1 if it beats BLAS at every row count (AMX tiles or AVX-512 panels)
+  sm_quantized_cpu_many_rows: { args: [ptr, i32, i32], returns: i32 }, // int (int* out, int group_size, int bits): 1 if it beats BLAS at every row count (AMX tiles or AVX-512 VNNI panels)
   sm_quantize: { args: [ptr, ptr, i32, i32], returns: i32 }, // int (sm_array out[3], w, int group_size, int bits)
   sm_dequantize: { args: [ptr, ptr, ptr, ptr, i32, i32, i32], returns: i32 }, // int (out, w, scales, biases|NULL, int group_size, int bits, int dtype|-1)
 

@@ -1,6 +1,6 @@
 // bun run bench:qmm — the quantized matmul from decode to prefill sizes: the project's CPU kernel
 // (quantizedMatmulRows, ffi/qmm_cpu.cpp; from 16 rows on AMX tiles, ffi/qmm_amx.cpp, where the
-// CPU has them, else with AVX-512 on float32 panels, ffi/qmm_panels.cpp) against MLX's quantized_matmul, a float32 matmul over the dequantized weights
+// CPU has them, else with AVX-512 VNNI on int16 panels, ffi/qmm_panels.cpp) against MLX's quantized_matmul, a float32 matmul over the dequantized weights
 // (what `dense` weights run), and per call our dequantize then that matmul. SmolLM2-135M's
 // shapes, random weights.
 //
@@ -26,9 +26,9 @@ const SHAPES: Shape[] = [
   { name: "lm_head 576→49152", n: 49152, k: 576, bits: 8, group: 32 },
 ];
 
-// Whether this CPU runs ours on AMX tiles, or else on AVX-512 panels, from 16 rows (the shapes'
+// Whether this CPU runs ours on AMX tiles, or else on AVX-512 VNNI panels, from 16 rows (the shapes'
 // packings all take them or none).
-const manyRows = mx.cpuTilesTake(32, 4) ? "AMX tiles" : mx.cpuManyRowsTake(32, 4) ? "AVX-512 float32 panels" : null;
+const manyRows = mx.cpuTilesTake(32, 4) ? "AMX tiles" : mx.cpuManyRowsTake(32, 4) ? "AVX-512 VNNI int16 panels" : null;
 
 type Kernel = "ours" | "mlx" | "dense" | "dequant";
 const KERNELS: Kernel[] = ["ours", "mlx", "dense", "dequant"];

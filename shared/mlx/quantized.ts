@@ -61,7 +61,8 @@ export function cpuTilesTake(groupSize: number, bits: number): boolean {
 
 /**
  * Whether quantizedMatmulRows beats a float32 copy through BLAS at every number of rows for this
- * packing: on AMX tiles, or with AVX-512 on float32 panels (ffi/qmm_panels.cpp).
+ * packing: on AMX tiles, or with AVX-512 VNNI on int16 panels (ffi/qmm_panels.cpp; x as 16-bit
+ * integers per group of 32, about the tiles' precision).
  */
 export function cpuManyRowsTake(groupSize: number, bits: number): boolean {
   check(lib().sm_quantized_cpu_many_rows(out, groupSize, bits));

@@ -16,7 +16,7 @@ export function isQuantized(w: Weight): w is QuantizedWeight {
  * on the CPU go through the project's kernel, which unpacks each packed weight once per 8 rows;
  * above it (prefill) a float32 copy of the one layer's weights feeds BLAS, unless the kernel has
  * a many-row path for the CPU: then it runs every row count, from 16 rows on AMX tiles
- * (ffi/qmm_amx.cpp) or, with AVX-512, on float32 panels (ffi/qmm_panels.cpp). Without either,
+ * (ffi/qmm_amx.cpp) or, with AVX-512 VNNI, on int16 panels (ffi/qmm_panels.cpp). Without either,
  * one matmul alone (bench:qmm) crosses over near 16 rows, but a whole SmolLM2 forward, where the
  * float32 copies also evict the caches, crosses near 50: 17 rows took 49 ms through the kernel
  * and 84 ms through BLAS, 48 rows 102 and 110 ms, 64 rows 134 and 124 ms.

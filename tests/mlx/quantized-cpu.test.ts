@@ -56,8 +56,8 @@ function cpuHasAmx(): boolean {
   return process.env.SEMANTIC_AMX !== "0" && ["amx_tile", "amx_bf16", "avx512_bf16"].every((f) => cpuFlags().includes(f));
 }
 
-/** AVX-512 (the library is built with -march=native): the float32 panels of ffi/qmm_panels.cpp. */
-const cpuHasAvx512 = (): boolean => cpuFlags().includes("avx512f");
+/** AVX-512 with VNNI (the library is built with -march=native): the int16 panels of ffi/qmm_panels.cpp. */
+const cpuHasVnni = (): boolean => ["avx512f", "avx512bw", "avx512_vnni"].every((f) => cpuFlags().includes(f));
 
 describe("quantizedMatmulRows (CPU kernel)", () => {
   test("the kernel takes 2, 4 and 8 bits in groups of 32, 64, 128; not 3 bits", () => {
@@ -72,9 +72,9 @@ describe("quantizedMatmulRows (CPU kernel)", () => {
     expect(mx.cpuTilesTake(32, 2)).toBe(false);
   });
 
-  test("a many-row path (tiles or AVX-512 panels) takes 4 and 8 bits where the CPU has either, 2 bits with AVX-512 (this CPU: AVX-512 " + (cpuHasAvx512() ? "yes" : "no") + ")", () => {
-    for (const bits of [4, 8]) for (const g of [32, 64, 128]) expect(mx.cpuManyRowsTake(g, bits)).toBe(cpuHasAmx() || cpuHasAvx512());
-    expect(mx.cpuManyRowsTake(32, 2)).toBe(cpuHasAvx512());
+  test("a many-row path (tiles or AVX-512 VNNI panels) takes 4 and 8 bits where the CPU has either, 2 bits with VNNI (this CPU: AVX-512 VNNI " + (cpuHasVnni() ? "yes" : "no") + ")", () => {
+    for (const bits of [4, 8]) for (const g of [32, 64, 128]) expect(mx.cpuManyRowsTake(g, bits)).toBe(cpuHasAmx() || cpuHasVnni());
+    expect(mx.cpuManyRowsTake(32, 2)).toBe(cpuHasVnni());
     expect(mx.cpuManyRowsTake(16, 4)).toBe(false);
   });
 
@@ -161,7 +161,7 @@ describe("quantizedMatmulRows (CPU kernel)", () => {
     try {
       mx.tidy(() => {
         const xs = seeded(70 * k, 77);
-        // Below TILE_ROWS the row kernel; from it the tiles or the AVX-512 panels where the CPU has them (else the row kernel again).
+        // Below TILE_ROWS the row kernel; from it the tiles or the AVX-512 VNNI panels where the CPU has them (else the row kernel again).
         for (const [most, fewer] of [[TILE_ROWS - 1, [1, 8]], [70, [TILE_ROWS, 17, 40]]] as const) {
           const all = mx.quantizedMatmulRows(f32(xs.subarray(0, most * k), [most, k]), q).toFloat32();
           for (const m of fewer) {
