@@ -454,12 +454,14 @@ function weightModeText(d: OursResult | null, q: OursResult | null): string[] {
     "**Weight representation.** `loadModel(path, { weights })` takes `dense` (dequantized to float32 at load), `quantized` " +
       "(packed 4-bit, float32 activations on the CPU) or `auto` (the default; also `bun run generate --weights`). " +
       "`auto` picks **quantized** on the CPU when the project's kernel takes the model's packing (2/4/8 bits), else dense; quantized on the GPU. " +
-      `On the CPU, up to ${CPU_KERNEL_MAX_ROWS} rows (decode, short prompts) the layers' matmuls run in the project's kernel (ffi/qmm_cpu.cpp, \`bun run bench:qmm\`): ` +
+      "On the CPU, in decode and short prompts the layers' matmuls run in the project's kernel (ffi/qmm_cpu.cpp, `bun run bench:qmm`): " +
       `${fmt(q.profile.linearFlops / 1e9 / (q.profile.linearsMs / 1000), 2)} GFLOP/s against ${fmt(d.profile.linearFlops / 1e9 / (d.profile.linearsMs / 1000), 2)} GFLOP/s dense, ` +
-      `reading ${fmt(d.profile.weightBytes / q.profile.weightBytes, 1)}× fewer bytes; above ${CPU_KERNEL_MAX_ROWS} rows (prefill) ` +
+      `reading ${fmt(d.profile.weightBytes / q.profile.weightBytes, 1)}× fewer bytes; ` +
       (mx.cpuTilesTake(32, 4)
-        ? "the same kernel runs on this CPU's AMX tiles (from 16 rows, ffi/qmm_amx.cpp; elsewhere each layer is dequantized to float32 on the fly for OpenBLAS's sgemm). "
-        : "each layer is dequantized to float32 on the fly for OpenBLAS's sgemm. ") +
+        ? "from 16 rows (prefill) the same kernel runs on this CPU's AMX tiles (ffi/qmm_amx.cpp; x carried to 16 bits). "
+        : mx.cpuManyRowsTake(32, 4)
+          ? "from 16 rows (prefill) on AVX-512 VNNI int16 panels (ffi/qmm_panels.cpp; x carried to 16 bits per group of 32). "
+          : `above ${CPU_KERNEL_MAX_ROWS} rows (prefill) each layer is dequantized to float32 on the fly for OpenBLAS's sgemm. `) +
       `Here quantized / dense is ${dec.toFixed(2)}× in decode and ${pre.toFixed(2)}× in prefill, for ${mib(q.activeAfterLoadBytes)} of weights instead of ${mib(d.activeAfterLoadBytes)}.`,
   ];
 }
