@@ -5,9 +5,11 @@
 // magnitude / 32767, round to nearest: an error of at most 2^-16 of that magnitude per value);
 // the weights' raw values q are small integers, exact in int16. Per group of 32 the integer dot
 // products sum exactly in int32 (|sum| <= 32 * 32767 * 255), then one conversion scales them by
-// x's scale times the weights' scale and the weights' bias adds times the group's float32 sum of
-// x, exact: out = sum over groups of dx * s * (xq . q) + b * sum(x). The groups add in order, so
-// each row's result is the same whatever the number of rows.
+// x's scale times the weights' scale, and the weights' bias adds times the sum of the group's x
+// as quantized: out = sum over groups of dx * (s * (xq . q) + b * sum(xq)), which is x as
+// quantized times the dequantized weights (with x's exact sum in the bias term instead, the
+// error measured twice as large: the weights' values are centred on zero, s * q is not). The
+// groups add in order, so each row's result is the same whatever the number of rows.
 //
 // The weights are unpacked once per call, a panel of NB rows and KC values of k at a time, k-major
 // in pairs (for each pair of k, the panel's NB weights side by side as int16 pairs: two vectors),
@@ -35,47 +37,35 @@ constexpr int KC = 256;  // values of k per slice of a panel
 constexpr int XG = 32;  // values of k per quantization group of x (divides every weight group)
 constexpr int PAIRS = XG / 2;
 
-// x packed for the panels, block b of MR rows: q[(b * K / 2 + pair) * MR + m] the int16 pair
-// (values 2 pair, 2 pair + 1) of row m, scale[(b * K / XG + g) * MR + m] and sum[...] its
-// group g's scale and float32 sum. Rows past M are zero.
-struct PackedX {
+// x quantized, row-major: q[row * K / 2 + pair] the int16 pair (values 2 pair, 2 pair + 1),
+// scale[row * K / XG + g] and sum[...] group g's scale and the sum of its values as quantized.
+struct QuantizedX {
   int32_t* q;
   float* scale;
   float* sum;
 };
 
-struct PackJob {
+struct QuantizeJob {
   const Problem* p;
-  PackedX x;
+  QuantizedX x;
 };
 
-void pack_x(void* ctx, int b0, int b1) {
-  const Problem& p = *static_cast<PackJob*>(ctx)->p;
-  const PackedX& x = static_cast<PackJob*>(ctx)->x;
+void quantize_x(void* ctx, int r0, int r1) {
+  const Problem& p = *static_cast<QuantizeJob*>(ctx)->p;
+  const QuantizedX& x = static_cast<QuantizeJob*>(ctx)->x;
   const int groups = p.K / XG;
-  for (int b = b0; b < b1; b++)
-    for (int m = 0; m < MR; m++) {
-      const int row = b * MR + m;
-      for (int g = 0; g < groups; g++) {
-        const size_t at = (static_cast<size_t>(b) * groups + g) * MR + m;
-        int32_t* q = x.q + (static_cast<size_t>(b) * p.K / 2 + g * PAIRS) * MR + m;
-        if (row >= p.M) {
-          x.scale[at] = x.sum[at] = 0;
-          for (int i = 0; i < PAIRS; i++) q[i * MR] = 0;
-          continue;
-        }
-        const float* from = p.x + static_cast<size_t>(row) * p.K + g * XG;
-        const __m512 v0 = _mm512_loadu_ps(from), v1 = _mm512_loadu_ps(from + 16);
-        const float top = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
-        const __m512 to_int = _mm512_set1_ps(top > 0 ? 32767.0f / top : 0.0f);
-        const __m256i h0 = _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(v0, to_int)));
-        const __m256i h1 = _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(v1, to_int)));
-        alignas(64) int32_t pairs[PAIRS];
-        _mm512_store_si512(pairs, _mm512_inserti64x4(_mm512_castsi256_si512(h0), h1, 1));
-        for (int i = 0; i < PAIRS; i++) q[i * MR] = pairs[i];
-        x.scale[at] = top / 32767.0f;
-        x.sum[at] = x.scale[at] * static_cast<float>(_mm512_reduce_add_epi32(_mm512_add_epi32(_mm512_cvtepi16_epi32(h0), _mm512_cvtepi16_epi32(h1))));
-      }
+  for (int row = r0; row < r1; row++)
+    for (int g = 0; g < groups; g++) {
+      const float* from = p.x + static_cast<size_t>(row) * p.K + g * XG;
+      const __m512 v0 = _mm512_loadu_ps(from), v1 = _mm512_loadu_ps(from + 16);
+      const float top = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+      const __m512 to_int = _mm512_set1_ps(top > 0 ? 32767.0f / top : 0.0f);
+      const __m256i h0 = _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(v0, to_int)));
+      const __m256i h1 = _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(v1, to_int)));
+      const size_t at = static_cast<size_t>(row) * groups + g;
+      _mm512_storeu_si512(x.q + at * PAIRS, _mm512_inserti64x4(_mm512_castsi256_si512(h0), h1, 1));
+      x.scale[at] = top / 32767.0f;
+      x.sum[at] = x.scale[at] * static_cast<float>(_mm512_reduce_add_epi32(_mm512_add_epi32(_mm512_cvtepi16_epi32(h0), _mm512_cvtepi16_epi32(h1))));
     }
 }
 
@@ -130,13 +120,21 @@ void unpack_panel(const Problem& p, int n0, int k0, int k1, const Panel& to) {
     }
 }
 
-// R rows (a block of x, at the slice's first group) times `groups` groups of the panel's slice
-// into out's columns n0 .. n0 + NB - 1 (the first `cols` of them exist), added to what the
+// R rows of x (from row r0, at the slice's first group g0) times `groups` groups of the panel's
+// slice into out's columns n0 .. n0 + NB - 1 (the first `cols` of them exist), added to what the
 // earlier slices left there unless this is the first.
 template <int R>
-void block(const int32_t* xq, const float* xscale, const float* xsum, const Panel& w, int groups, bool first, float* out, int N, int n0, int cols) {
+void block(const QuantizedX& x, int r0, int g0, int K, const Panel& w, int groups, bool first, float* out, int N, int n0, int cols) {
   const __mmask16 m0 = cols >= 16 ? 0xffff : (1u << cols) - 1;
   const __mmask16 m1 = cols >= 32 ? 0xffff : cols > 16 ? (1u << (cols - 16)) - 1 : 0;
+  const int row_groups = K / XG;
+  const int32_t* xq[R];
+  const float* xscale[R];
+  const float* xsum[R];
+  for (int m = 0; m < R; m++) {
+    const size_t at = static_cast<size_t>(r0 + m) * row_groups + g0;
+    xq[m] = x.q + at * PAIRS, xscale[m] = x.scale + at, xsum[m] = x.sum + at;
+  }
   __m512 acc[R][2];
   for (int m = 0; m < R; m++) {
     const float* row = out + static_cast<size_t>(m) * N + n0;
@@ -147,19 +145,18 @@ void block(const int32_t* xq, const float* xscale, const float* xsum, const Pane
     __m512i dot[R][2];
     for (int m = 0; m < R; m++) dot[m][0] = dot[m][1] = _mm512_setzero_si512();
     const int32_t* wq = w.q + g * PAIRS * NB;
-    const int32_t* xg = xq + g * PAIRS * MR;
     for (int i = 0; i < PAIRS; i++) {
       const __m512i w0 = _mm512_load_si512(wq + i * NB), w1 = _mm512_load_si512(wq + i * NB + 16);
       for (int m = 0; m < R; m++) {
-        const __m512i x = _mm512_set1_epi32(xg[i * MR + m]);
-        dot[m][0] = _mm512_dpwssd_epi32(dot[m][0], x, w0);
-        dot[m][1] = _mm512_dpwssd_epi32(dot[m][1], x, w1);
+        const __m512i xp = _mm512_set1_epi32(xq[m][g * PAIRS + i]);
+        dot[m][0] = _mm512_dpwssd_epi32(dot[m][0], xp, w0);
+        dot[m][1] = _mm512_dpwssd_epi32(dot[m][1], xp, w1);
       }
     }
     const __m512 s0 = _mm512_load_ps(w.scale + g * NB), s1 = _mm512_load_ps(w.scale + g * NB + 16);
     const __m512 b0 = _mm512_load_ps(w.bias + g * NB), b1 = _mm512_load_ps(w.bias + g * NB + 16);
     for (int m = 0; m < R; m++) {
-      const __m512 d = _mm512_set1_ps(xscale[g * MR + m]), sum = _mm512_set1_ps(xsum[g * MR + m]);
+      const __m512 d = _mm512_set1_ps(xscale[m][g]), sum = _mm512_set1_ps(xsum[m][g]);
       acc[m][0] = _mm512_fmadd_ps(b0, sum, _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[m][0]), _mm512_mul_ps(s0, d), acc[m][0]));
       acc[m][1] = _mm512_fmadd_ps(b1, sum, _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[m][1]), _mm512_mul_ps(s1, d), acc[m][1]));
     }
@@ -173,18 +170,18 @@ void block(const int32_t* xq, const float* xscale, const float* xsum, const Pane
 
 // block for a number of rows known at run time (1 .. MR).
 template <int R = 1>
-void block_rows(int rows, const int32_t* xq, const float* xscale, const float* xsum, const Panel& w, int groups, bool first, float* out, int N, int n0, int cols) {
+void block_rows(int rows, const QuantizedX& x, int r0, int g0, int K, const Panel& w, int groups, bool first, float* out, int N, int n0, int cols) {
   if constexpr (R < MR) {
-    if (rows > R) return block_rows<R + 1>(rows, xq, xscale, xsum, w, groups, first, out, N, n0, cols);
+    if (rows > R) return block_rows<R + 1>(rows, x, r0, g0, K, w, groups, first, out, N, n0, cols);
   }
-  block<R>(xq, xscale, xsum, w, groups, first, out, N, n0, cols);
+  block<R>(x, r0, g0, K, w, groups, first, out, N, n0, cols);
 }
 
 using UnpackFn = void (*)(const Problem&, int, int, int, const Panel&);
 
 struct Job {
   const Problem* p;
-  PackedX x;
+  QuantizedX x;
   UnpackFn unpack;
 };
 
@@ -197,19 +194,13 @@ void run_panels(void* ctx, int first, int last) {
   thread_local LineBuffer<int32_t> q;
   thread_local LineBuffer<float> scale, bias;
   const Panel panel{q.get(static_cast<size_t>(KC / 2) * NB), scale.get(static_cast<size_t>(KC / XG) * NB), bias.get(static_cast<size_t>(KC / XG) * NB)};
-  const int groups = p.K / XG;
   for (int t = first; t < last; t++) {
     const int n0 = t * NB, cols = std::min(NB, p.N - n0);
     for (int k0 = 0; k0 < p.K; k0 += KC) {
       const int k1 = std::min(p.K, k0 + KC);
       job.unpack(p, n0, k0, k1, panel);
-      for (int m0 = 0; m0 < p.M; m0 += MR) {
-        const size_t b = m0 / MR;
-        const int32_t* xq = job.x.q + (b * p.K / 2 + k0 / 2) * MR;
-        const size_t at = (b * groups + k0 / XG) * MR;
-        block_rows(std::min(MR, p.M - m0), xq, job.x.scale + at, job.x.sum + at, panel, (k1 - k0) / XG, k0 == 0,
-                   p.out + static_cast<size_t>(m0) * p.N, p.N, n0, cols);
-      }
+      for (int m0 = 0; m0 < p.M; m0 += MR)
+        block_rows(std::min(MR, p.M - m0), job.x, m0, k0 / XG, p.K, panel, (k1 - k0) / XG, k0 == 0, p.out + static_cast<size_t>(m0) * p.N, p.N, n0, cols);
     }
   }
 }
@@ -242,11 +233,10 @@ bool qmm_panels_takes(int bits, int group_size) {
 void qmm_panels(const Problem& p, int bits, int group_size) {
   thread_local LineBuffer<int32_t> q;
   thread_local LineBuffer<float> scale, sum;
-  const int blocks = (p.M + MR - 1) / MR;
-  const size_t groups = static_cast<size_t>(blocks) * MR * (p.K / XG);
-  PackJob pack{&p, {q.get(static_cast<size_t>(blocks) * MR * p.K / 2), scale.get(groups), sum.get(groups)}};
-  parallel_for(pack_x, &pack, blocks, 1);
-  Job job{&p, pack.x, pick(bits, group_size)};
+  const size_t groups = static_cast<size_t>(p.M) * (p.K / XG);
+  QuantizeJob quantize{&p, {q.get(static_cast<size_t>(p.M) * p.K / 2), scale.get(groups), sum.get(groups)}};
+  parallel_for(quantize_x, &quantize, p.M, 1);
+  Job job{&p, quantize.x, pick(bits, group_size)};
   parallel_for(run_panels, &job, (p.N + NB - 1) / NB, 1);
 }
 #else
