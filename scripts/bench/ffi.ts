@@ -23,8 +23,12 @@ const opNs = nsPerCall(100_000, () => mx.tidy(() => mx.add(probe, probe)));
 const mlxDir = process.env.MLX_DIR ?? (await Array.fromAsync(new Bun.Glob("mlx-*/mlx").scan({ cwd: depsDir, onlyFiles: false })))[0];
 const mlxRoot = process.env.MLX_DIR ?? join(depsDir, mlxDir);
 const exe = join(depsDir, "build", "bench-qmm-loop");
+// An executable, unlike the project's shared library, must resolve libmlx's own dependencies at
+// link time: OpenBLAS (swapped in by setup.ts) needs the libgfortran.so.5 beside it in the wheel's
+// *.libs folder, which ld does not find through libmlx's rpath.
+const wheelLibs = (await Array.fromAsync(new Bun.Glob("*.libs").scan({ cwd: join(mlxRoot, ".."), onlyFiles: false }))).map((d) => join(mlxRoot, "..", d));
 const build = Bun.spawnSync([process.env.CXX ?? "c++", join(repoRoot, "scripts/bench/qmm_loop.cpp"), "-o", exe, "-std=c++20", "-O2",
-  `-I${join(mlxRoot, "include")}`, `-L${join(mlxRoot, "lib")}`, "-lmlx", `-Wl,-rpath,${join(mlxRoot, "lib")}`]);
+  `-I${join(mlxRoot, "include")}`, `-L${join(mlxRoot, "lib")}`, "-lmlx", `-Wl,-rpath,${join(mlxRoot, "lib")}`, ...wheelLibs.map((d) => `-Wl,-rpath-link,${d}`)]);
 if (build.exitCode !== 0) throw new Error(`building the C++ baseline failed:\n${build.stderr}`);
 
 function tsLoop(rows: number): number {
