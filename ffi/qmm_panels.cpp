@@ -20,7 +20,6 @@
 #include "qmm_panels.h"
 
 #include <algorithm>
-#include <cmath>
 #include <cstdint>
 
 #include "amx.h"
