@@ -175,6 +175,47 @@ describe("quantizedMatmulRows (CPU kernel)", () => {
     }
   });
 
+  // The int16 panels (ffi/qmm_panels.cpp) compute x as quantized times the dequantized weights:
+  // each x off by at most half a step of its group of 32's scale (largest |x| / 32767), so every
+  // output lies within sum over groups of largest |x| / 65534 * sum |w| of the group, plus float32
+  // rounding of the scaled sums. Outliers (every 97th value x50, as LLM activations have a few
+  // large channels) coarsen only their own groups.
+  test.if(cpuHasVnni() && !cpuHasAmx())("int16 panels (this CPU): every output within the bound of x's int16 quantization, with outliers", () => {
+    const n = 576, k = 1536, m = 40;
+    const q = quantized(n, k, 32, 4, 21);
+    try {
+      const { w } = dequantRef(q);
+      const biases = q.biases.toFloat32();
+      const xs = seeded(m * k, 22);
+      for (let i = 0; i < xs.length; i += 97) xs[i] *= 50;
+      const got = mx.tidy(() => mx.quantizedMatmulRows(f32(xs, [m, k]), q).toFloat32());
+      const ref = linearRef(xs, w, m, k, n);
+      let worst = 0; // largest error / bound
+      for (let r = 0; r < m; r++)
+        for (let c = 0; c < n; c++) {
+          let bound = 0, terms = 0;
+          for (let g = 0; g < k; g += 32) {
+            let top = 0, wsum = 0;
+            const b = Math.abs(biases[c * (k / 32) + g / 32]);
+            for (let i = g; i < g + 32; i++) {
+              const x = Math.abs(xs[r * k + i]), wi = Math.abs(w[c * k + i]);
+              top = Math.max(top, x);
+              wsum += wi;
+              terms += x * (wi + 2 * b); // |s q| <= |w| + |b|, and the bias term
+            }
+            bound += (top / 65534) * wsum * 1.01; // 1%: float32 rounding of x / scale
+          }
+          bound += 1e-5 * terms;
+          worst = Math.max(worst, Math.abs(got[r * n + c] - ref[r * n + c]) / bound);
+        }
+      expect(worst).toBeLessThanOrEqual(1);
+      // Not float32 arithmetic in disguise: the quantization error is a visible share of the bound.
+      expect(worst).toBeGreaterThan(0.02);
+    } finally {
+      free(q);
+    }
+  });
+
   test("lazy inside a graph: unevaluated and strided inputs, batch dimensions, ops after it", () => {
     const n = 192, k = 576;
     const q = quantized(n, k, 32, 4, 11);
